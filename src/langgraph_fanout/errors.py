@@ -1,0 +1,355 @@
+"""The exception tree of langgraph-fanout.
+
+Split by what the caller can do about it::
+
+    FanoutError                      base of everything raised or recorded here
+    ├── ConfigurationError           bad arguments to our API (also a ValueError): fix the code
+    │   └── InvalidInputError        bad templates/arguments, names the item indices
+    ├── DispatchFailed               all-or-nothing dispatch failed; carries the partial results
+    ├── SyncInAsyncError             a sync twin was called inside a running event loop
+    └── CallError                    one sub-agent call did not produce an output (kept in its result)
+        ├── AgentError               the agent raised; ``.cause_type``, ``.retryable``
+        ├── CallTimeout              an attempt ran past ``max_agent_duration_s`` (also a TimeoutError)
+        ├── RetriesExhausted         every attempt and fallback failed; ``.attempts``, ``.last_error``
+        ├── CircuitOpen              the agent's breaker is open and there is no fallback
+        ├── CallSkipped              the recovery policy said SKIP
+        ├── RefusedError             refused before the call started (nothing was spent)
+        │   ├── BudgetExceeded       the worst-case estimate does not fit the cost budget
+        │   ├── UnpricedModel        no price is known and ``allow_unpriced`` is off
+        │   ├── AgentLimitExceeded   ``max_total_agents`` calls were already made
+        │   ├── DepthLimitExceeded   ``max_dispatch_depth`` reached
+        │   ├── InjectionDetected    screening rejected an argument
+        │   └── CacheKeyError        an argument could not be serialised for the cache key
+        └── CallCancelled            cancelled by the dispatch (deadline, failure rate, stop condition)
+
+Every error keeps its numbers as attributes, builds its message from them, and survives
+pickling (results cross process boundaries in checkpoints and worker pools).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "AgentError",
+    "AgentLimitExceeded",
+    "BudgetExceeded",
+    "CacheKeyError",
+    "CallCancelled",
+    "CallError",
+    "CallSkipped",
+    "CallTimeout",
+    "CircuitOpen",
+    "ConfigurationError",
+    "DepthLimitExceeded",
+    "DispatchFailed",
+    "FanoutError",
+    "InjectionDetected",
+    "InvalidInputError",
+    "RefusedError",
+    "RetriesExhausted",
+    "SyncInAsyncError",
+    "UnpricedModel",
+]
+
+
+def _rebuild(cls: type[FanoutError], kwargs: dict[str, Any]) -> FanoutError:
+    return cls(**kwargs)
+
+
+class FanoutError(Exception):
+    """Base class of every error of this package.
+
+    Subclasses take keyword-only arguments, keep them as attributes and build the message
+    from them; ``__reduce__`` replays those arguments, so errors pickle faithfully.
+    """
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message)
+        self._kwargs = kwargs
+        self._message = message
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if type(self).__init__ is FanoutError.__init__:
+            return (type(self), (self._message,), None)
+        return (_rebuild, (type(self), self._kwargs), None)
+
+    @property
+    def kind(self) -> str:
+        """A short stable name for reports: ``budget_exceeded``, ``timeout``, ..."""
+        return _KIND.get(type(self), type(self).__name__)
+
+
+class ConfigurationError(FanoutError, ValueError):
+    """An argument to this package is invalid; the message says what to change."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self._kwargs = {"message": message}
+
+
+class InvalidInputError(ConfigurationError):
+    """Templates or argument sets failed validation before any call was made.
+
+    Attributes:
+        problems: ``(index, reason)`` pairs; index ``-1`` means the template itself.
+    """
+
+    def __init__(self, *, problems: Sequence[tuple[int, str]]) -> None:
+        self.problems = tuple((int(i), str(r)) for i, r in problems)
+        shown = "; ".join(
+            f"template: {r}" if i < 0 else f"item {i}: {r}" for i, r in self.problems[:5]
+        )
+        more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+        FanoutError.__init__(
+            self,
+            f"invalid input, nothing was called: {shown}{more}",
+            problems=self.problems,
+        )
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return tuple(sorted({i for i, _ in self.problems if i >= 0}))
+
+
+class SyncInAsyncError(FanoutError, RuntimeError):
+    """A sync twin was called from inside a running event loop."""
+
+    def __init__(self, *, sync_name: str, async_name: str) -> None:
+        self.sync_name = sync_name
+        self.async_name = async_name
+        super().__init__(
+            f"{sync_name}() cannot run inside a running event loop; use `await {async_name}(...)`",
+            sync_name=sync_name,
+            async_name=async_name,
+        )
+
+
+class DispatchFailed(FanoutError):
+    """An all-or-nothing dispatch had a failure; ``results`` holds every input's result."""
+
+    def __init__(self, *, reason: str, results: Sequence[Any] = ()) -> None:
+        self.reason = reason
+        self.results = tuple(results)
+        ok = sum(1 for r in self.results if getattr(r, "ok", False))
+        super().__init__(
+            f"dispatch failed ({reason}); {ok} of {len(self.results)} inputs succeeded",
+            reason=reason,
+            results=self.results,
+        )
+
+
+class CallError(FanoutError):
+    """One sub-agent call ended without an output. Recorded in its result, not raised."""
+
+
+class AgentError(CallError):
+    """The sub-agent raised. ``cause_type`` names the original exception type.
+
+    ``retryable`` is the classification of the recovery policy (transient or not) and
+    ``retry_after_s`` the wait the provider asked for, when it said one.
+    """
+
+    def __init__(
+        self,
+        *,
+        agent: str,
+        cause_type: str,
+        detail: str,
+        retryable: bool = False,
+        status_code: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.agent = agent
+        self.cause_type = cause_type
+        self.detail = detail
+        self.retryable = retryable
+        self.status_code = status_code
+        self.retry_after_s = retry_after_s
+        status = f" (HTTP {status_code})" if status_code is not None else ""
+        super().__init__(
+            f"agent {agent!r} raised {cause_type}{status}: {detail}",
+            agent=agent,
+            cause_type=cause_type,
+            detail=detail,
+            retryable=retryable,
+            status_code=status_code,
+            retry_after_s=retry_after_s,
+        )
+
+
+class CallTimeout(CallError, TimeoutError):
+    """An attempt ran longer than its per-call timeout."""
+
+    def __init__(self, *, agent: str, timeout_s: float) -> None:
+        self.agent = agent
+        self.timeout_s = timeout_s
+        super().__init__(
+            f"call to {agent!r} timed out after {timeout_s:g} s",
+            agent=agent,
+            timeout_s=timeout_s,
+        )
+
+
+class RetriesExhausted(CallError):
+    """All attempts (retries and fallbacks) failed; ``last_error`` is the final one."""
+
+    def __init__(self, *, agent: str, attempts: int, last_error: CallError) -> None:
+        self.agent = agent
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(
+            f"call to {agent!r} failed after {attempts} attempt(s): {last_error}",
+            agent=agent,
+            attempts=attempts,
+            last_error=last_error,
+        )
+
+
+class CircuitOpen(CallError):
+    """The agent's circuit breaker is open; the call was not made."""
+
+    def __init__(self, *, agent: str, failures: int, retry_in_s: float) -> None:
+        self.agent = agent
+        self.failures = failures
+        self.retry_in_s = retry_in_s
+        super().__init__(
+            f"circuit open for {agent!r} after {failures} failure(s); "
+            f"next probe in {retry_in_s:.3g} s",
+            agent=agent,
+            failures=failures,
+            retry_in_s=retry_in_s,
+        )
+
+
+class CallSkipped(CallError):
+    """The recovery policy skipped this input after ``cause`` failed it."""
+
+    def __init__(self, *, agent: str, cause: str) -> None:
+        self.agent = agent
+        self.cause = cause
+        super().__init__(f"call to {agent!r} skipped: {cause}", agent=agent, cause=cause)
+
+
+class CallCancelled(CallError):
+    """The dispatch cancelled this input, or never started it; ``reason`` says why."""
+
+    def __init__(self, *, reason: str, started: bool = False) -> None:
+        self.reason = reason
+        self.started = started
+        state = "cancelled in flight" if started else "not started"
+        super().__init__(f"{state}: {reason}", reason=reason, started=started)
+
+
+class RefusedError(CallError):
+    """A guard refused the call before it started; nothing was spent on it."""
+
+
+class BudgetExceeded(RefusedError):
+    """The call's worst-case cost does not fit what is left of the budget."""
+
+    def __init__(
+        self,
+        *,
+        agent: str,
+        spent_usd: float,
+        reserved_usd: float,
+        estimate_usd: float,
+        limit_usd: float,
+    ) -> None:
+        self.agent = agent
+        self.spent_usd = spent_usd
+        self.reserved_usd = reserved_usd
+        self.estimate_usd = estimate_usd
+        self.limit_usd = limit_usd
+        super().__init__(
+            f"cost budget exceeded before call to {agent!r}: {spent_usd:.4g} spent + "
+            f"{reserved_usd:.4g} reserved + {estimate_usd:.4g} estimate > {limit_usd:.4g} USD",
+            agent=agent,
+            spent_usd=spent_usd,
+            reserved_usd=reserved_usd,
+            estimate_usd=estimate_usd,
+            limit_usd=limit_usd,
+        )
+
+    @property
+    def remaining_usd(self) -> float:
+        return max(0.0, self.limit_usd - self.spent_usd - self.reserved_usd)
+
+
+class UnpricedModel(RefusedError):
+    """No price is known for the model and ``allow_unpriced`` is off."""
+
+    def __init__(self, *, agent: str, model: str | None) -> None:
+        self.agent = agent
+        self.model = model
+        super().__init__(
+            f"no price known for model {model!r} of agent {agent!r}: pass "
+            "price=Price(input_per_mtok=..., output_per_mtok=...) or allow_unpriced=True",
+            agent=agent,
+            model=model,
+        )
+
+
+class AgentLimitExceeded(RefusedError):
+    """``max_total_agents`` calls were already started."""
+
+    def __init__(self, *, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"max_total_agents={limit} calls already started", limit=limit)
+
+
+class DepthLimitExceeded(RefusedError):
+    """A nested dispatch would go deeper than ``max_dispatch_depth``."""
+
+    def __init__(self, *, depth: int, limit: int) -> None:
+        self.depth = depth
+        self.limit = limit
+        super().__init__(
+            f"dispatch depth {depth} exceeds max_dispatch_depth={limit}", depth=depth, limit=limit
+        )
+
+
+class InjectionDetected(RefusedError):
+    """Screening found prompt-injection markers in an argument and the policy is reject."""
+
+    def __init__(self, *, field: str, markers: Sequence[str]) -> None:
+        self.field = field
+        self.markers = tuple(markers)
+        super().__init__(
+            f"argument {field!r} rejected: prompt-injection markers {list(self.markers)}",
+            field=field,
+            markers=self.markers,
+        )
+
+
+class CacheKeyError(RefusedError):
+    """An argument could not be serialised into the idempotency key."""
+
+    def __init__(self, *, detail: str) -> None:
+        self.detail = detail
+        super().__init__(
+            f"cannot build cache key: {detail} (pass JSON-like arguments or cache=False)",
+            detail=detail,
+        )
+
+
+_KIND: dict[type[FanoutError], str] = {
+    AgentError: "agent_error",
+    CallTimeout: "timeout",
+    RetriesExhausted: "retries_exhausted",
+    CircuitOpen: "circuit_open",
+    CallSkipped: "skipped",
+    CallCancelled: "cancelled",
+    BudgetExceeded: "budget_exceeded",
+    UnpricedModel: "unpriced_model",
+    AgentLimitExceeded: "agent_limit",
+    DepthLimitExceeded: "depth_limit",
+    InjectionDetected: "injection",
+    CacheKeyError: "cache_key",
+}
