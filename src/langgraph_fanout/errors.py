@@ -19,6 +19,7 @@ Split by what the caller can do about it::
         │   ├── AgentLimitExceeded   ``max_total_agents`` calls were already made
         │   ├── DepthLimitExceeded   ``max_dispatch_depth`` reached
         │   ├── InjectionDetected    screening rejected an argument
+        │   ├── InvalidItem          one streamed item does not fit the template
         │   └── CacheKeyError        an argument could not be serialised for the cache key
         └── CallCancelled            cancelled by the dispatch (deadline, failure rate, stop condition)
 
@@ -47,6 +48,7 @@ __all__ = [
     "FanoutError",
     "InjectionDetected",
     "InvalidInputError",
+    "InvalidItem",
     "RefusedError",
     "RetriesExhausted",
     "SyncInAsyncError",
@@ -339,6 +341,15 @@ class CacheKeyError(RefusedError):
         )
 
 
+class InvalidItem(RefusedError):
+    """One item of a lazily streamed dispatch cannot be rendered; the others go on."""
+
+    def __init__(self, *, index: int, reason: str) -> None:
+        self.index = index
+        self.reason = reason
+        super().__init__(f"item {index}: {reason}", index=index, reason=reason)
+
+
 _KIND: dict[type[FanoutError], str] = {
     AgentError: "agent_error",
     CallTimeout: "timeout",
@@ -352,4 +363,5 @@ _KIND: dict[type[FanoutError], str] = {
     DepthLimitExceeded: "depth_limit",
     InjectionDetected: "injection",
     CacheKeyError: "cache_key",
+    InvalidItem: "invalid_item",
 }

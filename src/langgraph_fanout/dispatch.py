@@ -1,0 +1,531 @@
+"""The dispatch engine: ``dispatch_agents`` and ``Dispatcher``.
+
+The engine keeps at most ``max_concurrent`` inputs in flight and creates their tasks lazily
+(a million inputs cost memory for ``max_concurrent`` tasks), runs each through the one
+call pipeline, and ends every input as exactly one ``SubAgentResult``: in input order from
+``run``, or as they complete from ``stream``. Stop conditions, the failure-rate gate, the
+deadline and all-or-nothing mode stop it early: nothing new starts, calls in flight are
+cancelled, and every remaining input ends as ``cancelled`` with the reason.
+
+Example:
+    >>> result = await dispatch_agents(
+    ...     "Classify this receipt: {text}", [{"text": t} for t in receipts],
+    ...     agent=model, limits=DispatchResourceLimits(max_concurrent=10),
+    ... )
+    >>> result.report.success_rate
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar, overload
+
+from langchain_core.runnables import RunnableConfig
+
+from .agents import AgentLike, SubAgent
+from .call import CallPipeline, Task
+from .errors import (
+    CallCancelled,
+    ConfigurationError,
+    DepthLimitExceeded,
+    DispatchFailed,
+    InvalidInputError,
+    SyncInAsyncError,
+)
+from .limits import DispatchResourceLimits, SharedRun, current_scope
+from .prompts import PromptTemplate, validate_arguments
+from .report import DispatchReport, ReportBuilder
+from .results import Status, SubAgentResult
+from .stopping import DispatchProgress, StopCondition
+
+__all__ = ["DispatchMode", "DispatchResult", "Dispatcher", "dispatch_agents", "dispatch_agents_sync"]
+
+T = TypeVar("T")
+Emit = Callable[[SubAgentResult], Awaitable[None]]
+
+
+class DispatchMode(StrEnum):
+    """What a failed input means for the dispatch."""
+
+    PARTIAL = "partial"
+    """Default: failures are results like any other."""
+    ALL_OR_NOTHING = "all_or_nothing"
+    """The first failure cancels the rest and raises ``DispatchFailed`` with every result."""
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchResult(Sequence[SubAgentResult]):
+    """Every input's result in input order, the report, and the aggregate if one was asked.
+
+    It also behaves as the sequence of results: ``len(result)``, ``result[0]``, iteration.
+    """
+
+    results: tuple[SubAgentResult, ...]
+    report: DispatchReport
+    aggregate: Any = None
+
+    @overload
+    def __getitem__(self, i: int) -> SubAgentResult: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[SubAgentResult]: ...
+    def __getitem__(self, i: int | slice) -> SubAgentResult | Sequence[SubAgentResult]:
+        return self.results[i]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[SubAgentResult]:
+        return iter(self.results)
+
+    @property
+    def outputs(self) -> list[Any]:
+        """Outputs of the successful inputs, in input order."""
+        return [r.output for r in self.results if r.ok]
+
+    @property
+    def failures(self) -> list[SubAgentResult]:
+        return [r for r in self.results if not r.ok]
+
+
+@dataclass(slots=True)
+class _State:
+    """The live state of one ``_execute``."""
+
+    progress: DispatchProgress
+    window: asyncio.Semaphore | None
+    in_flight: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    stop_reason: str | None = None
+    cancelled: set[int] = field(default_factory=set)
+    started_at: float = 0.0
+
+
+class Dispatcher:
+    """The engine. Configure once, run many dispatches; limits and guards are per dispatch
+    (or shared with the dispatch this one is nested in).
+
+    Args:
+        agent: the default sub-agent (chat model, Runnable, callable or ``SubAgent``).
+        limits: resource limits (``DispatchResourceLimits()`` when not given).
+        mode: ``partial`` (default) or ``all_or_nothing``.
+        stop: a stop condition asked after every finished input.
+        aggregate: a callable applied to the results (``majority_vote()``...); if it has a
+            ``stop_condition()`` the dispatch may stop as soon as the outcome is decided.
+        config: a ``RunnableConfig`` passed to every sub-agent (callbacks, tags, metadata).
+    """
+
+    def __init__(
+        self,
+        agent: AgentLike | None = None,
+        *,
+        limits: DispatchResourceLimits | None = None,
+        mode: DispatchMode | str = DispatchMode.PARTIAL,
+        stop: StopCondition | None = None,
+        aggregate: Callable[[Sequence[SubAgentResult]], Any] | None = None,
+        config: RunnableConfig | None = None,
+    ) -> None:
+        self.agent = None if agent is None else SubAgent.of(agent)
+        self.limits = limits if limits is not None else DispatchResourceLimits()
+        if not isinstance(self.limits, DispatchResourceLimits):
+            raise ConfigurationError(
+                f"limits must be a DispatchResourceLimits, got {type(self.limits).__name__}"
+            )
+        try:
+            self.mode = DispatchMode(mode)
+        except ValueError:
+            choices = [m.value for m in DispatchMode]
+            raise ConfigurationError(f"mode must be one of {choices}, got {mode!r}") from None
+        self.aggregate = aggregate
+        conditions = [c for c in (stop, _stop_condition_of(aggregate)) if c is not None]
+        self.stop: StopCondition | None = None
+        for c in conditions:
+            self.stop = c if self.stop is None else self.stop | c
+        self.config = config
+
+    # -- building tasks ------------------------------------------------------------------
+
+    def tasks_from(
+        self,
+        template: str | None,
+        arguments: Iterable[Any],
+        *,
+        agent: AgentLike | None = None,
+        samples: int = 1,
+    ) -> list[Task]:
+        """Validate every argument set against the template and build the tasks.
+
+        Raises:
+            InvalidInputError: names every bad item; nothing is called.
+        """
+        sub = self._agent(agent)
+        if samples < 1:
+            raise ConfigurationError(f"samples must be >= 1, got {samples}")
+        args = list(arguments)
+        if template is None:
+            return [
+                Task(index=i * samples + s, agent=sub, prompt=a, sample=s)
+                for i, a in enumerate(args)
+                for s in range(samples)
+            ]
+        parsed = PromptTemplate.parse(template)
+        problems = validate_arguments(parsed, args)
+        if problems:
+            raise InvalidInputError(problems=problems)
+        return [
+            Task(index=i * samples + s, agent=sub, prompt=parsed.render(a), arguments=a, sample=s)
+            for i, a in enumerate(args)
+            for s in range(samples)
+        ]
+
+    def _agent(self, agent: AgentLike | None) -> SubAgent:
+        if agent is not None:
+            return SubAgent.of(agent)
+        if self.agent is None:
+            raise ConfigurationError("no agent: pass agent=... to the Dispatcher or the call")
+        return self.agent
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(
+        self,
+        template: str | None,
+        arguments: Iterable[Any],
+        *,
+        agent: AgentLike | None = None,
+        samples: int = 1,
+    ) -> DispatchResult:
+        """Render ``template`` with each argument set and call the agent on each.
+
+        With ``template=None`` each argument is passed to the agent as it is.
+
+        Raises:
+            InvalidInputError: bad template or argument sets (nothing is called).
+            DispatchFailed: all-or-nothing mode had a failure, or fewer than
+                ``min_success_count`` inputs succeeded; it carries every result.
+        """
+        return await self.run_tasks(self.tasks_from(template, arguments, agent=agent, samples=samples))
+
+    async def run_tasks(self, tasks: Sequence[Task]) -> DispatchResult:
+        """Run prepared (possibly heterogeneous) tasks; results come back in task order."""
+        _check_indices(tasks)
+        slots: list[SubAgentResult | None] = [None] * len(tasks)
+        builder = ReportBuilder()
+
+        async def keep(result: SubAgentResult) -> None:
+            slots[result.index] = result
+            builder.add(result)
+
+        state, report = await self._execute(iter(tasks), len(tasks), keep, builder)
+        results = tuple(r for r in slots if r is not None)
+        if len(results) != len(tasks):  # pragma: no cover - an engine bug, never expected
+            raise RuntimeError("dispatch lost results: every input must end as one result")
+        return self._finish(results, report)
+
+    async def stream(
+        self,
+        template: str | None,
+        arguments: Iterable[Any],
+        *,
+        agent: AgentLike | None = None,
+        samples: int = 1,
+    ) -> AsyncIterator[SubAgentResult]:
+        """Yield results as they complete. Arguments may be a lazy iterator (no template
+        validation ahead of time then: a bad item ends as its own error result).
+
+        Close it early with ``contextlib.aclosing`` so the calls in flight are cancelled
+        at once rather than when the generator is collected.
+        """
+        sub = self._agent(agent)
+        parsed = None if template is None else PromptTemplate.parse(template)
+        total = len(arguments) if isinstance(arguments, Sequence) else None
+
+        def tasks() -> Iterator[Task]:
+            index = 0
+            for args in arguments:
+                prompt: Any = args
+                invalid = None
+                if parsed is not None:
+                    problems = validate_arguments(parsed, [args])
+                    if problems:
+                        invalid = problems[0][1]
+                    else:
+                        prompt = parsed.render(args)
+                for s in range(samples):
+                    yield Task(
+                        index=index,
+                        agent=sub,
+                        prompt=None if invalid else prompt,
+                        arguments=args if parsed is not None and not invalid else None,
+                        sample=s,
+                        invalid=invalid,
+                    )
+                    index += 1
+
+        async for result in self.stream_tasks(tasks(), total=None if total is None else total * samples):
+            yield result
+
+    async def stream_tasks(
+        self, tasks: Iterable[Task], *, total: int | None = None
+    ) -> AsyncIterator[SubAgentResult]:
+        """Yield the results of ``tasks`` as they complete."""
+        window = self.limits.max_concurrent or 64
+        queue: asyncio.Queue[SubAgentResult | None] = asyncio.Queue(maxsize=2 * window)
+        builder = ReportBuilder()
+
+        async def put(result: SubAgentResult) -> None:
+            builder.add(result)
+            await queue.put(result)
+
+        async def produce() -> None:
+            try:
+                await self._execute(iter(tasks), total, put, builder)
+            finally:
+                await queue.put(None)
+
+        runner = asyncio.create_task(produce())
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+            await runner
+        finally:
+            if not runner.done():
+                runner.cancel()
+                await asyncio.wait([runner])
+
+    def _finish(self, results: tuple[SubAgentResult, ...], report: DispatchReport) -> DispatchResult:
+        if self.mode is DispatchMode.ALL_OR_NOTHING and report.succeeded != report.inputs:
+            raise DispatchFailed(reason=report.stop_reason or "an input failed", results=results)
+        need = self.limits.min_success_count
+        if need is not None and report.succeeded < need:
+            raise DispatchFailed(
+                reason=f"{report.succeeded} successes < min_success_count={need}", results=results
+            )
+        aggregate = self.aggregate(results) if self.aggregate is not None else None
+        return DispatchResult(results, report, aggregate)
+
+    async def _execute(
+        self, tasks: Iterator[Task], total: int | None, emit: Emit, builder: ReportBuilder
+    ) -> tuple[_State, DispatchReport]:
+        loop = asyncio.get_running_loop()
+        scope = current_scope()
+        limits = self.limits
+        if scope is None:
+            shared = SharedRun.create(limits)
+            depth = 1
+        else:
+            shared = scope.run
+            depth = scope.depth + 1
+        state = _State(
+            progress=DispatchProgress(total=total, finished=[]),
+            window=asyncio.Semaphore(limits.max_concurrent) if limits.max_concurrent else None,
+            started_at=loop.time(),
+        )
+        max_depth = shared.limits.max_dispatch_depth
+        if max_depth is not None and depth > max_depth:
+            refusal = DepthLimitExceeded(depth=depth, limit=max_depth)
+            for task in tasks:
+                await emit(SubAgentResult.from_error(index=task.index, agent=task.agent.name, error=refusal, sample=task.sample))
+            return state, builder.build(wall_time_s=0.0, stop_reason=str(refusal))
+
+        pipeline = CallPipeline(run=shared, depth=depth, config=self.config)
+        timer = None
+        if limits.max_total_duration_s is not None:
+            timer = loop.call_later(
+                limits.max_total_duration_s,
+                self._stop,
+                state,
+                f"deadline of {limits.max_total_duration_s:g} s passed",
+                True,
+            )
+        try:
+            if scope is not None and scope.lease is not None:
+                async with scope.lease.lend():
+                    await self._feed(tasks, state, pipeline, emit)
+            else:
+                await self._feed(tasks, state, pipeline, emit)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        report = builder.build(
+            wall_time_s=loop.time() - state.started_at,
+            stop_reason=state.stop_reason,
+            budget_usd=shared.limits.max_total_cost_usd,
+        )
+        return state, report
+
+    async def _feed(self, tasks: Iterator[Task], state: _State, pipeline: CallPipeline, emit: Emit) -> None:
+        window = state.window
+        async with asyncio.TaskGroup() as tg:
+            for task in tasks:
+                if state.stop_reason is None and window is not None:
+                    await window.acquire()
+                    if state.stop_reason is not None:
+                        window.release()
+                if state.stop_reason is not None:
+                    await self._record(state, _never_started(task, state.stop_reason), emit)
+                    continue
+                state.progress.started += 1
+                state.in_flight[task.index] = tg.create_task(self._one(task, state, pipeline, emit))
+
+    async def _one(self, task: Task, state: _State, pipeline: CallPipeline, emit: Emit) -> None:
+        try:
+            try:
+                result = await pipeline(task)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if task.index not in state.cancelled or current is None or current.uncancel() > 0:
+                    raise
+                result = SubAgentResult.from_error(
+                    index=task.index,
+                    agent=task.agent.name,
+                    error=CallCancelled(reason=state.stop_reason or "stopped", started=True),
+                    sample=task.sample,
+                )
+            # Out of the in-flight set before anything else: a stop must not cancel a result.
+            state.in_flight.pop(task.index, None)
+            await self._record(state, result, emit)
+        finally:
+            state.in_flight.pop(task.index, None)
+            if state.window is not None:
+                state.window.release()
+
+    async def _record(self, state: _State, result: SubAgentResult, emit: Emit) -> None:
+        progress = state.progress
+        if result.status is Status.OK:
+            progress.succeeded += 1
+        else:
+            progress.failed += 1
+        if self.stop is not None:
+            progress.finished.append(result)
+        await emit(result)
+        if state.stop_reason is None and result.status is not Status.CANCELLED:
+            self._check(state, result)
+
+    def _check(self, state: _State, result: SubAgentResult) -> None:
+        progress = state.progress
+        limits = self.limits
+        if self.mode is DispatchMode.ALL_OR_NOTHING and not result.ok:
+            self._stop(state, f"input {result.index} failed ({result.error_kind})", True)
+            return
+        rate = limits.max_failure_rate
+        if rate is not None and progress.done >= limits.failure_rate_min_sample:
+            observed = progress.failed / progress.done
+            if observed > rate:
+                reason = f"failure rate {observed:.0%} > max_failure_rate={rate:.0%}"
+                self._stop(state, reason, limits.cancel_in_flight_on_failure_rate)
+                return
+        need = limits.min_success_count
+        remaining = progress.remaining
+        if need is not None and remaining is not None and progress.succeeded + remaining < need:
+            self._stop(state, f"min_success_count={need} can no longer be reached", True)
+            return
+        if self.stop is not None:
+            reason = self.stop(progress)
+            if reason is not None:
+                self._stop(state, reason, True)
+
+    @staticmethod
+    def _stop(state: _State, reason: str, cancel_in_flight: bool) -> None:
+        if state.stop_reason is not None:
+            return
+        state.stop_reason = reason
+        if cancel_in_flight:
+            for index, task in list(state.in_flight.items()):
+                state.cancelled.add(index)
+                task.cancel()
+
+
+def _never_started(task: Task, reason: str) -> SubAgentResult:
+    return SubAgentResult.from_error(
+        index=task.index,
+        agent=task.agent.name,
+        error=CallCancelled(reason=reason, started=False),
+        sample=task.sample,
+    )
+
+
+def _stop_condition_of(aggregate: Any) -> StopCondition | None:
+    factory = getattr(aggregate, "stop_condition", None)
+    if callable(factory):
+        condition = factory()
+        if condition is None or isinstance(condition, StopCondition):
+            return condition
+    return None
+
+
+def _check_indices(tasks: Sequence[Task]) -> None:
+    for position, task in enumerate(tasks):
+        if task.index != position:
+            raise ConfigurationError(
+                f"task at position {position} has index {task.index}: tasks of a dispatch "
+                "are indexed 0..n-1 in order"
+            )
+
+
+async def dispatch_agents(
+    template: str | None,
+    arguments: Iterable[Any],
+    *,
+    agent: AgentLike,
+    limits: DispatchResourceLimits | None = None,
+    mode: DispatchMode | str = DispatchMode.PARTIAL,
+    stop: StopCondition | None = None,
+    aggregate: Callable[[Sequence[SubAgentResult]], Any] | None = None,
+    samples: int = 1,
+    config: RunnableConfig | None = None,
+) -> DispatchResult:
+    """Call ``agent`` once per argument set (``samples`` times each), concurrently, under limits.
+
+    Args:
+        template: a prompt with ``{name}`` fields, or ``None`` to pass each argument as is.
+        arguments: one mapping of field values per input.
+        agent: a chat model, Runnable, callable or ``SubAgent``.
+        limits: ``DispatchResourceLimits``; shared with the enclosing dispatch when nested.
+        mode: ``"partial"`` (default) or ``"all_or_nothing"``.
+        stop: a stop condition such as ``stop_after_successes(3)``.
+        aggregate: applied to the results; a ``majority_vote()`` may also stop early.
+        samples: calls per argument set (distinct samples, e.g. voters).
+        config: passed to every sub-agent call.
+
+    Returns:
+        A ``DispatchResult``: ``.results`` in input order, ``.report``, ``.aggregate``.
+
+    Raises:
+        InvalidInputError: names every bad item; nothing was called.
+        DispatchFailed: all-or-nothing failure or ``min_success_count`` not met.
+
+    Example:
+        >>> result = await dispatch_agents("Summarize: {text}", [{"text": t} for t in docs],
+        ...                                agent=model)
+    """
+    dispatcher = Dispatcher(agent, limits=limits, mode=mode, stop=stop, aggregate=aggregate, config=config)
+    return await dispatcher.run(template, arguments, samples=samples)
+
+
+def dispatch_agents_sync(
+    template: str | None, arguments: Iterable[Any], **kwargs: Any
+) -> DispatchResult:
+    """The sync twin of ``dispatch_agents``, for code with no event loop.
+
+    Raises:
+        SyncInAsyncError: called inside a running event loop (use ``await dispatch_agents``).
+    """
+    return run_sync(dispatch_agents(template, arguments, **kwargs), "dispatch_agents_sync", "dispatch_agents")
+
+
+def run_sync(coro: Awaitable[T], sync_name: str, async_name: str) -> T:
+    """Run ``coro`` to completion from sync code; refuse inside a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_as_coroutine(coro))
+    if asyncio.iscoroutine(coro):
+        coro.close()
+    raise SyncInAsyncError(sync_name=sync_name, async_name=async_name)
+
+
+async def _as_coroutine(aw: Awaitable[T]) -> T:
+    return await aw
+

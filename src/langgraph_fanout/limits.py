@@ -1,0 +1,208 @@
+"""Resource limits, and the run state that nested dispatches share through ``contextvars``.
+
+``DispatchResourceLimits`` says what is allowed (``None`` switches a limit off).
+``SharedRun`` is what is being used: the concurrency slots, the agent count and the cost
+ledger of one top-level dispatch. A dispatch started inside a sub-agent call (tree
+recursion, a tool inside a sub-agent) finds the parent's ``SharedRun`` in its context and
+draws from it, so nesting never multiplies a limit.
+
+The concurrency cap counts calls actually in flight. A call that starts a nested dispatch
+lends its slot to its children while it waits for them (and takes one back afterwards),
+so ten parents fanning out ten children under ``max_concurrent=5`` peak at five calls and
+cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
+
+from .errors import AgentLimitExceeded, ConfigurationError
+
+if TYPE_CHECKING:
+    from .cost import CostLedger
+
+__all__ = ["DispatchResourceLimits", "SharedRun", "SlotLease", "current_scope"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatchResourceLimits:
+    """What a dispatch (and everything nested in it) may use. ``None`` switches a limit off.
+
+    Nothing here throttles by default except ``max_concurrent`` (10 calls in flight) and
+    ``max_dispatch_depth`` (5 levels of nesting), both stated here so they are never a surprise.
+
+    Args:
+        max_total_cost_usd: cost budget; a call starts only if its worst case fits.
+        max_total_agents: most calls (attempts included) that may start.
+        max_concurrent: most calls in flight at once, across nested dispatches.
+        max_failure_rate: stop once this share of finished inputs failed...
+        failure_rate_min_sample: ...counting only after this many inputs finished.
+        cancel_in_flight_on_failure_rate: on that stop, cancel calls in flight (else let them end).
+        max_agent_duration_s: timeout of each attempt.
+        max_total_duration_s: deadline of the whole dispatch; in-flight calls are cancelled.
+        requests_per_second / tokens_per_minute: rate limits (no default rate).
+        min_success_count: the dispatch fails (``DispatchFailed``) with fewer successes.
+        max_dispatch_depth: deepest nesting of dispatches (the top level is depth 1).
+        default_max_output_tokens: worst-case output size assumed when an agent states none.
+        allow_unpriced: run models with no known price, counted at zero cost (with a warning).
+
+    Example:
+        >>> DispatchResourceLimits(max_concurrent=5, max_total_cost_usd=0.50)
+    """
+
+    max_total_cost_usd: float | None = None
+    max_total_agents: int | None = None
+    max_concurrent: int | None = 10
+    max_failure_rate: float | None = None
+    failure_rate_min_sample: int = 5
+    cancel_in_flight_on_failure_rate: bool = True
+    max_agent_duration_s: float | None = None
+    max_total_duration_s: float | None = None
+    requests_per_second: float | None = None
+    tokens_per_minute: float | None = None
+    min_success_count: int | None = None
+    max_dispatch_depth: int | None = 5
+    default_max_output_tokens: int = 1024
+    allow_unpriced: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or value is None:
+                continue
+            if isinstance(value, float) and math.isnan(value):
+                raise ConfigurationError(f"{f.name} must be a number, got NaN")
+        _positive("max_total_cost_usd", self.max_total_cost_usd, allow_zero=True)
+        _positive_int("max_total_agents", self.max_total_agents)
+        _positive_int("max_concurrent", self.max_concurrent)
+        _positive_int("max_dispatch_depth", self.max_dispatch_depth)
+        _positive_int("failure_rate_min_sample", self.failure_rate_min_sample)
+        _positive_int("default_max_output_tokens", self.default_max_output_tokens)
+        _positive_int("min_success_count", self.min_success_count, allow_zero=True)
+        _positive("max_agent_duration_s", self.max_agent_duration_s)
+        _positive("max_total_duration_s", self.max_total_duration_s)
+        _positive("requests_per_second", self.requests_per_second)
+        _positive("tokens_per_minute", self.tokens_per_minute)
+        rate = self.max_failure_rate
+        if rate is not None and not 0.0 <= rate < 1.0:
+            raise ConfigurationError(
+                f"max_failure_rate must be in [0, 1) (a share of failed inputs), got {rate!r}"
+            )
+
+
+def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be a number, got {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero) or math.isinf(value):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigurationError(f"{name} must be finite and {bound}, got {value!r}")
+
+
+def _positive_int(name: str, value: int | None, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigurationError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+class SlotLease:
+    """One call's hold on a concurrency slot, which it can lend to nested dispatches."""
+
+    __slots__ = ("_held", "_lent", "_restore", "_sem")
+
+    def __init__(self, sem: asyncio.Semaphore | None) -> None:
+        self._sem = sem
+        self._held = False
+        self._lent = 0
+        self._restore = False
+
+    async def acquire(self) -> None:
+        if self._sem is not None:
+            await self._sem.acquire()
+            self._held = True
+
+    def release(self) -> None:
+        if self._held and self._sem is not None:
+            self._held = False
+            self._sem.release()
+
+    @asynccontextmanager
+    async def lend(self) -> AsyncIterator[None]:
+        """Give the slot to nested work while it runs; take one back when it ends normally."""
+        if self._lent == 0:
+            self._restore = self._held
+            self.release()
+        self._lent += 1
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            self._lent -= 1
+            # On an error or cancellation we do not wait for a slot again: the call is ending.
+            if ok and self._restore and self._lent == 0 and self._sem is not None:
+                await self._sem.acquire()
+                self._held = True
+
+
+@dataclass(slots=True, kw_only=True)
+class SharedRun:
+    """State shared by a top-level dispatch and everything nested in it."""
+
+    limits: DispatchResourceLimits
+    concurrency: asyncio.Semaphore | None
+    ledger: CostLedger | None = None
+    agents_started: int = 0
+    deadline: float | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls, limits: DispatchResourceLimits, *, ledger: CostLedger | None = None
+    ) -> SharedRun:
+        sem = asyncio.Semaphore(limits.max_concurrent) if limits.max_concurrent else None
+        return cls(limits=limits, concurrency=sem, ledger=ledger)
+
+    def count_agent(self) -> None:
+        """Count one call about to start; refuse it past ``max_total_agents``."""
+        cap = self.limits.max_total_agents
+        if cap is not None and self.agents_started >= cap:
+            raise AgentLimitExceeded(limit=cap)
+        self.agents_started += 1
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where the current code runs: the shared run, the depth, and the call's slot."""
+
+    run: SharedRun
+    depth: int
+    lease: SlotLease | None = None
+
+
+_SCOPE: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
+    "langgraph_fanout_scope", default=None
+)
+
+
+def current_scope() -> Scope | None:
+    """The scope of the sub-agent call this code runs in, or ``None`` at top level."""
+    return _SCOPE.get()
+
+
+def enter_scope(scope: Scope) -> contextvars.Token[Scope | None]:
+    return _SCOPE.set(scope)
+
+
+def exit_scope(token: contextvars.Token[Scope | None]) -> None:
+    _SCOPE.reset(token)
