@@ -30,9 +30,10 @@ from .results import Attempt, Status, SubAgentResult
 __all__ = ["CallPipeline", "Task"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Task:
-    """One input of a dispatch: which agent, what prompt, which sample.
+    """One input of a dispatch: which agent, what prompt, which sample (read-only; not
+    frozen only because it is built once per input on the hot path).
 
     Args:
         index: position of the input (results keep it).
@@ -118,7 +119,14 @@ class CallPipeline:
                 if cm.expired():
                     raise CallTimeout(agent=agent.name, timeout_s=self._timeout) from None
                 raise
-        except (CallError, asyncio.CancelledError):
+        except CallError:
+            raise
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling() == 0:
+                # Nobody cancelled this task: the agent leaked a cancellation of its own
+                # (an inner future it awaited was cancelled). That is the agent's failure.
+                raise _classify(exc, agent.name) from exc
             raise
         except Exception as exc:
             raise _classify(exc, agent.name) from exc
@@ -127,5 +135,5 @@ class CallPipeline:
             lease.release()
 
 
-def _classify(exc: Exception, agent: str) -> CallError:
+def _classify(exc: BaseException, agent: str) -> CallError:
     return AgentError(agent=agent, cause_type=type(exc).__name__, detail=str(exc)[:300])

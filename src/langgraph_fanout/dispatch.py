@@ -44,7 +44,8 @@ from .stopping import DispatchProgress, StopCondition
 __all__ = ["DispatchMode", "DispatchResult", "Dispatcher", "dispatch_agents", "dispatch_agents_sync"]
 
 T = TypeVar("T")
-Emit = Callable[[SubAgentResult], Awaitable[None]]
+# Where finished results go: a plain callback (run) or a coroutine with backpressure (stream).
+Emit = Callable[[SubAgentResult], Awaitable[None] | None]
 
 
 class DispatchMode(StrEnum):
@@ -213,7 +214,7 @@ class Dispatcher:
         slots: list[SubAgentResult | None] = [None] * len(tasks)
         builder = ReportBuilder()
 
-        async def keep(result: SubAgentResult) -> None:
+        def keep(result: SubAgentResult) -> None:
             slots[result.index] = result
             builder.add(result)
 
@@ -326,7 +327,12 @@ class Dispatcher:
         if max_depth is not None and depth > max_depth:
             refusal = DepthLimitExceeded(depth=depth, limit=max_depth)
             for task in tasks:
-                await emit(SubAgentResult.from_error(index=task.index, agent=task.agent.name, error=refusal, sample=task.sample))
+                refused = SubAgentResult.from_error(
+                    index=task.index, agent=task.agent.name, error=refusal, sample=task.sample
+                )
+                pending = emit(refused)
+                if pending is not None:
+                    await pending
             return state, builder.build(wall_time_s=0.0, stop_reason=str(refusal))
 
         pipeline = CallPipeline(run=shared, depth=depth, config=self.config)
@@ -399,7 +405,9 @@ class Dispatcher:
             progress.failed += 1
         if self.stop is not None:
             progress.finished.append(result)
-        await emit(result)
+        pending = emit(result)
+        if pending is not None:
+            await pending
         if state.stop_reason is None and result.status is not Status.CANCELLED:
             self._check(state, result)
 

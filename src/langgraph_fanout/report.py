@@ -110,21 +110,30 @@ class ReportBuilder:
         self._status[result.status] += 1
         if result.error is not None:
             self._kinds[result.error.kind] += 1
-        if result.attempts:
+        attempts = result.attempts
+        if attempts:
             self._latencies.append(result.duration_s)
             self._busy += result.duration_s
-            self._calls += sum(1 for a in result.attempts if a.error != "circuit_open")
-            self._retries += max(0, len(result.attempts) - 1)
+            n = len(attempts)
+            self._calls += n
+            if n > 1:
+                self._retries += n - 1
+            if n > 1 or attempts[0].error is not None:
+                # An attempt refused by an open breaker made no call.
+                self._calls -= sum(1 for a in attempts if a.error == "circuit_open")
         if result.fallback_used:
             self._fallbacks += 1
-        self._estimated += result.estimated_cost_usd
-        if result.cost_usd:
+        if result.cost_usd or result.estimated_cost_usd:
+            self._estimated += result.estimated_cost_usd
             self._spent += result.cost_usd
             self._by_agent[result.agent_used or result.agent] += result.cost_usd
-        self._tokens_in += result.input_tokens
-        self._tokens_out += result.output_tokens
-        self._cache_hits += result.cache_hit
-        self._rate_wait += result.rate_wait_s
+        if result.input_tokens or result.output_tokens:
+            self._tokens_in += result.input_tokens
+            self._tokens_out += result.output_tokens
+        if result.cache_hit:
+            self._cache_hits += 1
+        if result.rate_wait_s:
+            self._rate_wait += result.rate_wait_s
 
     def build(self, *, wall_time_s: float, **extra: Any) -> DispatchReport:
         n = sum(self._status.values())

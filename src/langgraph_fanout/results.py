@@ -20,7 +20,12 @@ class Status(StrEnum):
     SKIPPED = "skipped"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Attempt and SubAgentResult are built once per call on the engine's hot path; a frozen
+# dataclass costs three times as much to construct (benchmarks/overhead.py), so they are
+# plain slotted dataclasses. Treat them as read-only values.
+
+
+@dataclass(slots=True, kw_only=True)
 class Attempt:
     """One attempt of one agent inside a call (retries and fallbacks each add one).
 
@@ -39,7 +44,7 @@ class Attempt:
     duration_s: float = 0.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SubAgentResult:
     """The result of one input: an output, or a typed error, plus what it cost.
 
