@@ -27,7 +27,7 @@ from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
-from langgraph_fanout import DispatchResourceLimits, Dispatcher
+from langgraph_fanout import Dispatcher, DispatchResourceLimits
 
 
 async def _noop(x: Any) -> Any:

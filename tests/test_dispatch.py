@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from langgraph_fanout.dispatch import (
-    DispatchMode,
     Dispatcher,
+    DispatchMode,
     DispatchResult,
     dispatch_agents,
     dispatch_agents_sync,
@@ -157,7 +157,10 @@ async def test_failures_are_results_in_partial_mode() -> None:
 async def test_per_attempt_timeout() -> None:
     gate = asyncio.Event()  # never set: the call hangs until its timeout
     result = await dispatch_agents(
-        "{n}", items(3), agent=Probe(gate=gate), limits=DispatchResourceLimits(max_agent_duration_s=0.01)
+        "{n}",
+        items(3),
+        agent=Probe(gate=gate),
+        limits=DispatchResourceLimits(max_agent_duration_s=0.01),
     )
     assert all(r.status is Status.ERROR for r in result)
     assert all(isinstance(r.error, CallTimeout) and r.error.timeout_s == 0.01 for r in result)
@@ -192,7 +195,11 @@ async def test_failure_rate_stop_keeps_partial_results(cancel_in_flight: bool) -
             return prompt
         raise RuntimeError("down")
 
-    args = [{"p": "slow0"}] + [{"p": f"fail{i}"} for i in range(5)] + [{"p": f"x{i}"} for i in range(10)]
+    args = (
+        [{"p": "slow0"}]
+        + [{"p": f"fail{i}"} for i in range(5)]
+        + [{"p": f"x{i}"} for i in range(10)]
+    )
 
     async def run() -> DispatchResult:
         return await dispatch_agents(
@@ -223,7 +230,9 @@ async def test_failure_rate_stop_keeps_partial_results(cancel_in_flight: bool) -
     assert sum(r.status is Status.ERROR for r in result) == 3
     not_started = [r for r in result if isinstance(r.error, CallCancelled) and not r.error.started]
     assert len(not_started) == 12
-    assert all("failure rate" in r.error.reason for r in not_started if isinstance(r.error, CallCancelled))
+    assert all(
+        "failure rate" in r.error.reason for r in not_started if isinstance(r.error, CallCancelled)
+    )
 
 
 async def test_failure_rate_counts_timeouts_like_exceptions() -> None:
@@ -233,7 +242,10 @@ async def test_failure_rate_counts_timeouts_like_exceptions() -> None:
         items(20),
         agent=Probe(gate=gate),
         limits=DispatchResourceLimits(
-            max_concurrent=2, max_failure_rate=0.2, failure_rate_min_sample=2, max_agent_duration_s=0.005
+            max_concurrent=2,
+            max_failure_rate=0.2,
+            failure_rate_min_sample=2,
+            max_agent_duration_s=0.005,
         ),
     )
     kinds = [r.error.kind for r in result if r.error is not None]
@@ -245,7 +257,11 @@ async def test_all_or_nothing_raises_with_every_result() -> None:
     probe = Probe(fail={"2"})
     with pytest.raises(DispatchFailed) as info:
         await dispatch_agents(
-            "{n}", items(30), agent=probe, mode="all_or_nothing", limits=DispatchResourceLimits(max_concurrent=2)
+            "{n}",
+            items(30),
+            agent=probe,
+            mode="all_or_nothing",
+            limits=DispatchResourceLimits(max_concurrent=2),
         )
     results = info.value.results
     assert len(results) == 30
@@ -259,11 +275,19 @@ async def test_min_success_count() -> None:
     probe = Probe(fail={str(i) for i in range(8)})
     with pytest.raises(DispatchFailed) as info:
         await dispatch_agents(
-            "{n}", items(10), agent=probe, limits=DispatchResourceLimits(min_success_count=3, max_concurrent=1)
+            "{n}",
+            items(10),
+            agent=probe,
+            limits=DispatchResourceLimits(min_success_count=3, max_concurrent=1),
         )
     assert "min_success_count=3" in str(info.value)
     assert len(info.value.results) == 10
-    ok = await dispatch_agents("{n}", items(10), agent=Probe(fail={"0"}), limits=DispatchResourceLimits(min_success_count=9))
+    ok = await dispatch_agents(
+        "{n}",
+        items(10),
+        agent=Probe(fail={"0"}),
+        limits=DispatchResourceLimits(min_success_count=9),
+    )
     assert ok.report.succeeded == 9
 
 
@@ -337,7 +361,9 @@ async def test_nested_dispatch_shares_the_concurrency_cap() -> None:
     leaf = Probe()
 
     async def parent(prompt: str) -> list[Any]:
-        inner = await dispatch_agents("{n}", items(10), agent=leaf, limits=DispatchResourceLimits(max_concurrent=10))
+        inner = await dispatch_agents(
+            "{n}", items(10), agent=leaf, limits=DispatchResourceLimits(max_concurrent=10)
+        )
         return inner.outputs
 
     result = await dispatch_agents(
@@ -356,7 +382,9 @@ async def test_nested_depth_is_tracked_and_limited() -> None:
         depth_results.append(inner[0])
         return "x"
 
-    result = await dispatch_agents(None, ["."], agent=recurse, limits=DispatchResourceLimits(max_dispatch_depth=3))
+    result = await dispatch_agents(
+        None, ["."], agent=recurse, limits=DispatchResourceLimits(max_dispatch_depth=3)
+    )
     assert result[0].ok
     refused = [r for r in depth_results if not r.ok]
     assert len(refused) == 1
@@ -372,7 +400,10 @@ async def test_max_total_agents_counts_nested_calls() -> None:
         return inner.report.succeeded
 
     result = await dispatch_agents(
-        "{n}", items(3), agent=parent, limits=DispatchResourceLimits(max_total_agents=10, max_concurrent=1)
+        "{n}",
+        items(3),
+        agent=parent,
+        limits=DispatchResourceLimits(max_total_agents=10, max_concurrent=1),
     )
     # Sequential parents: 1 + 5 leaves, 1 + 3 leaves (the 4th refused), then parent 3 refused.
     assert leaf.calls == 8

@@ -49,12 +49,21 @@ SAMPLES: list[errors.FanoutError] = [
     errors.ConfigurationError("bad"),
     errors.InvalidInputError(problems=[(2, "missing field(s) ['x']"), (-1, "oops")]),
     errors.SyncInAsyncError(sync_name="run_sync", async_name="run"),
-    errors.AgentError(agent="a", cause_type="RateLimitError", detail="slow down", retryable=True, status_code=429, retry_after_s=1.5),
+    errors.AgentError(
+        agent="a",
+        cause_type="RateLimitError",
+        detail="slow down",
+        retryable=True,
+        status_code=429,
+        retry_after_s=1.5,
+    ),
     errors.CallTimeout(agent="a", timeout_s=2.0),
     errors.CircuitOpen(agent="a", failures=5, retry_in_s=3.0),
     errors.CallSkipped(agent="a", cause="x"),
     errors.CallCancelled(reason="deadline", started=True),
-    errors.BudgetExceeded(agent="researcher", spent_usd=0.42, reserved_usd=0.0, estimate_usd=0.10, limit_usd=0.50),
+    errors.BudgetExceeded(
+        agent="researcher", spent_usd=0.42, reserved_usd=0.0, estimate_usd=0.10, limit_usd=0.50
+    ),
     errors.UnpricedModel(agent="a", model="my-model"),
     errors.AgentLimitExceeded(limit=3),
     errors.DepthLimitExceeded(depth=4, limit=3),
@@ -74,9 +83,12 @@ def test_errors_pickle_with_their_attributes(error: errors.FanoutError) -> None:
 
 
 def test_budget_message_carries_the_numbers() -> None:
-    err = errors.BudgetExceeded(agent="researcher", spent_usd=0.42, reserved_usd=0.0, estimate_usd=0.10, limit_usd=0.50)
+    err = errors.BudgetExceeded(
+        agent="researcher", spent_usd=0.42, reserved_usd=0.0, estimate_usd=0.10, limit_usd=0.50
+    )
     assert str(err) == (
-        "cost budget exceeded before call to 'researcher': 0.42 spent + 0 reserved + 0.1 estimate > 0.5 USD"
+        "cost budget exceeded before call to 'researcher': "
+        "0.42 spent + 0 reserved + 0.1 estimate > 0.5 USD"
     )
     assert err.remaining_usd == pytest.approx(0.08)
     assert err.kind == "budget_exceeded"

@@ -2,7 +2,13 @@
 
 from .agents import SubAgent
 from .call import CallPipeline, Task
-from .dispatch import DispatchMode, Dispatcher, DispatchResult, dispatch_agents, dispatch_agents_sync
+from .dispatch import (
+    Dispatcher,
+    DispatchMode,
+    DispatchResult,
+    dispatch_agents,
+    dispatch_agents_sync,
+)
 from .errors import (
     AgentError,
     AgentLimitExceeded,

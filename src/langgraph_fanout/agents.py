@@ -143,7 +143,7 @@ class SubAgent:
             )
             return cls(
                 target=fn,
-                name=name or getattr(fn, "__name__", type(fn).__name__),
+                name=name or str(getattr(fn, "__name__", type(fn).__name__)),
                 kind="callable",
                 model=model,
                 provider=provider,
@@ -257,7 +257,7 @@ def _takes_messages(runnable: Runnable[Any, Any]) -> bool:
     """True for graphs whose input state has a ``messages`` channel (agents, chat graphs)."""
     try:
         schema = runnable.get_input_jsonschema()
-    except Exception:  # noqa: BLE001 - schemas are best effort; fall back to raw input
+    except Exception:
         return False
     props = schema.get("properties", {})
     return isinstance(props, Mapping) and "messages" in props

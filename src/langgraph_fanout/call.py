@@ -87,7 +87,9 @@ class CallPipeline:
                 sample=task.sample,
                 duration_s=ended - started,
                 attempts=(
-                    Attempt(agent=agent.name, number=1, error=error.kind, duration_s=ended - started),
+                    Attempt(
+                        agent=agent.name, number=1, error=error.kind, duration_s=ended - started
+                    ),
                 ),
             )
         ended = loop.time()

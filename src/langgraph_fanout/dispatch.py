@@ -41,7 +41,13 @@ from .report import DispatchReport, ReportBuilder
 from .results import Status, SubAgentResult
 from .stopping import DispatchProgress, StopCondition
 
-__all__ = ["DispatchMode", "DispatchResult", "Dispatcher", "dispatch_agents", "dispatch_agents_sync"]
+__all__ = [
+    "DispatchMode",
+    "DispatchResult",
+    "Dispatcher",
+    "dispatch_agents",
+    "dispatch_agents_sync",
+]
 
 T = TypeVar("T")
 # Where finished results go: a plain callback (run) or a coroutine with backpressure (stream).
@@ -206,7 +212,9 @@ class Dispatcher:
             DispatchFailed: all-or-nothing mode had a failure, or fewer than
                 ``min_success_count`` inputs succeeded; it carries every result.
         """
-        return await self.run_tasks(self.tasks_from(template, arguments, agent=agent, samples=samples))
+        return await self.run_tasks(
+            self.tasks_from(template, arguments, agent=agent, samples=samples)
+        )
 
     async def run_tasks(self, tasks: Sequence[Task]) -> DispatchResult:
         """Run prepared (possibly heterogeneous) tasks; results come back in task order."""
@@ -218,7 +226,7 @@ class Dispatcher:
             slots[result.index] = result
             builder.add(result)
 
-        state, report = await self._execute(iter(tasks), len(tasks), keep, builder)
+        _, report = await self._execute(iter(tasks), len(tasks), keep, builder)
         results = tuple(r for r in slots if r is not None)
         if len(results) != len(tasks):  # pragma: no cover - an engine bug, never expected
             raise RuntimeError("dispatch lost results: every input must end as one result")
@@ -264,7 +272,9 @@ class Dispatcher:
                     )
                     index += 1
 
-        async for result in self.stream_tasks(tasks(), total=None if total is None else total * samples):
+        async for result in self.stream_tasks(
+            tasks(), total=None if total is None else total * samples
+        ):
             yield result
 
     async def stream_tasks(
@@ -295,7 +305,9 @@ class Dispatcher:
                 runner.cancel()
                 await asyncio.wait([runner])
 
-    def _finish(self, results: tuple[SubAgentResult, ...], report: DispatchReport) -> DispatchResult:
+    def _finish(
+        self, results: tuple[SubAgentResult, ...], report: DispatchReport
+    ) -> DispatchResult:
         if self.mode is DispatchMode.ALL_OR_NOTHING and report.succeeded != report.inputs:
             raise DispatchFailed(reason=report.stop_reason or "an input failed", results=results)
         need = self.limits.min_success_count
@@ -361,7 +373,9 @@ class Dispatcher:
         )
         return state, report
 
-    async def _feed(self, tasks: Iterator[Task], state: _State, pipeline: CallPipeline, emit: Emit) -> None:
+    async def _feed(
+        self, tasks: Iterator[Task], state: _State, pipeline: CallPipeline, emit: Emit
+    ) -> None:
         window = state.window
         async with asyncio.TaskGroup() as tg:
             for task in tasks:
@@ -430,9 +444,9 @@ class Dispatcher:
             self._stop(state, f"min_success_count={need} can no longer be reached", True)
             return
         if self.stop is not None:
-            reason = self.stop(progress)
-            if reason is not None:
-                self._stop(state, reason, True)
+            verdict = self.stop(progress)
+            if verdict is not None:
+                self._stop(state, verdict, True)
 
     @staticmethod
     def _stop(state: _State, reason: str, cancel_in_flight: bool) -> None:
@@ -508,7 +522,9 @@ async def dispatch_agents(
         >>> result = await dispatch_agents("Summarize: {text}", [{"text": t} for t in docs],
         ...                                agent=model)
     """
-    dispatcher = Dispatcher(agent, limits=limits, mode=mode, stop=stop, aggregate=aggregate, config=config)
+    dispatcher = Dispatcher(
+        agent, limits=limits, mode=mode, stop=stop, aggregate=aggregate, config=config
+    )
     return await dispatcher.run(template, arguments, samples=samples)
 
 
@@ -520,7 +536,9 @@ def dispatch_agents_sync(
     Raises:
         SyncInAsyncError: called inside a running event loop (use ``await dispatch_agents``).
     """
-    return run_sync(dispatch_agents(template, arguments, **kwargs), "dispatch_agents_sync", "dispatch_agents")
+    return run_sync(
+        dispatch_agents(template, arguments, **kwargs), "dispatch_agents_sync", "dispatch_agents"
+    )
 
 
 def run_sync(coro: Awaitable[T], sync_name: str, async_name: str) -> T:
@@ -536,4 +554,3 @@ def run_sync(coro: Awaitable[T], sync_name: str, async_name: str) -> T:
 
 async def _as_coroutine(aw: Awaitable[T]) -> T:
     return await aw
-

@@ -3,14 +3,14 @@
 Split by what the caller can do about it::
 
     FanoutError                      base of everything raised or recorded here
-    ├── ConfigurationError           bad arguments to our API (also a ValueError): fix the code
+    ├── ConfigurationError           bad arguments to our API (a ValueError): fix the code
     │   └── InvalidInputError        bad templates/arguments, names the item indices
-    ├── DispatchFailed               all-or-nothing dispatch failed; carries the partial results
+    ├── DispatchFailed               all-or-nothing dispatch failed; carries every result
     ├── SyncInAsyncError             a sync twin was called inside a running event loop
-    └── CallError                    one sub-agent call did not produce an output (kept in its result)
+    └── CallError                    a call produced no output (kept in its result)
         ├── AgentError               the agent raised; ``.cause_type``, ``.retryable``
-        ├── CallTimeout              an attempt ran past ``max_agent_duration_s`` (also a TimeoutError)
-        ├── RetriesExhausted         every attempt and fallback failed; ``.attempts``, ``.last_error``
+        ├── CallTimeout              an attempt ran past ``max_agent_duration_s`` (a TimeoutError)
+        ├── RetriesExhausted         every attempt and fallback failed; ``.last_error``
         ├── CircuitOpen              the agent's breaker is open and there is no fallback
         ├── CallSkipped              the recovery policy said SKIP
         ├── RefusedError             refused before the call started (nothing was spent)
@@ -21,7 +21,7 @@ Split by what the caller can do about it::
         │   ├── InjectionDetected    screening rejected an argument
         │   ├── InvalidItem          one streamed item does not fit the template
         │   └── CacheKeyError        an argument could not be serialised for the cache key
-        └── CallCancelled            cancelled by the dispatch (deadline, failure rate, stop condition)
+        └── CallCancelled            cancelled by the dispatch (deadline, failure rate, stop)
 
 Every error keeps its numbers as attributes, builds its message from them, and survives
 pickling (results cross process boundaries in checkpoints and worker pools).

@@ -50,7 +50,9 @@ class PromptTemplate:
         try:
             parsed = list(_FORMATTER.parse(template))
         except ValueError as exc:
-            raise InvalidInputError(problems=[(-1, f"{exc} (write '{{{{' for a literal brace)")])
+            raise InvalidInputError(
+                problems=[(-1, f"{exc} (write '{{{{' for a literal brace)")]
+            ) from None
         pending = ""
         for literal, name, spec, conversion in parsed:
             pending += literal
@@ -58,13 +60,9 @@ class PromptTemplate:
                 continue
             if not name.isidentifier():
                 what = "empty field '{}'" if name == "" else f"field {{{name}}}"
-                problems.append(
-                    (-1, f"{what} is not allowed: use a plain name such as {{text}}")
-                )
+                problems.append((-1, f"{what} is not allowed: use a plain name such as {{text}}"))
             elif conversion or spec:
-                problems.append(
-                    (-1, f"field {{{name}}} may not have a conversion or format spec")
-                )
+                problems.append((-1, f"field {{{name}}} may not have a conversion or format spec"))
             literals.append(pending)
             fields.append(name)
             pending = ""
@@ -89,9 +87,7 @@ class PromptTemplate:
         return "".join(parts)
 
 
-def validate_arguments(
-    template: PromptTemplate, arguments: Sequence[Any]
-) -> list[tuple[int, str]]:
+def validate_arguments(template: PromptTemplate, arguments: Sequence[Any]) -> list[tuple[int, str]]:
     """Return ``(index, reason)`` for every argument set the template cannot render."""
     problems: list[tuple[int, str]] = []
     needed = template.names

@@ -95,7 +95,7 @@ class _All(StopCondition):
         return " & ".join(map(repr, self.parts))
 
 
-class stop_when(StopCondition):  # noqa: N801 - named like tenacity's policies
+class stop_when(StopCondition):
     """Stop when ``predicate(progress)`` is true, giving ``reason``."""
 
     def __init__(self, predicate: Callable[[DispatchProgress], bool], reason: str) -> None:
@@ -109,7 +109,7 @@ class stop_when(StopCondition):  # noqa: N801 - named like tenacity's policies
         return f"stop_when({self.reason!r})"
 
 
-class stop_after_successes(StopCondition):  # noqa: N801
+class stop_after_successes(StopCondition):
     """Stop once ``k`` inputs have succeeded (``k=1`` is "first success")."""
 
     def __init__(self, k: int) -> None:
@@ -126,7 +126,7 @@ class stop_after_successes(StopCondition):  # noqa: N801
         return f"stop_after_successes({self.k})"
 
 
-class stop_after_failures(StopCondition):  # noqa: N801
+class stop_after_failures(StopCondition):
     """Stop once ``k`` inputs have failed."""
 
     def __init__(self, k: int) -> None:

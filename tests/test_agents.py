@@ -1,0 +1,124 @@
+"""SubAgent: chat models, runnables, compiled graphs and callables, with config passed through."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import pytest
+from langchain_core.callbacks import AsyncCallbackHandler
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+
+from langgraph_fanout import ConfigurationError, SubAgent, dispatch_agents
+
+
+class Recorder(AsyncCallbackHandler):
+    """Records the tags and metadata of every chat model start it sees."""
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[list[str], dict[str, Any]]] = []
+
+    async def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.starts.append((list(tags or []), dict(metadata or {})))
+
+
+def fake_model(n: int = 10) -> GenericFakeChatModel:
+    return GenericFakeChatModel(messages=iter([AIMessage(f"answer {i}") for i in range(n)]))
+
+
+async def test_chat_model_gets_a_human_message_and_config() -> None:
+    model = fake_model()
+    recorder = Recorder()
+    result = await dispatch_agents(
+        "Classify: {text}",
+        [{"text": "a"}, {"text": "b"}],
+        agent=model,
+        config={"callbacks": [recorder], "tags": ["batch-7"], "metadata": {"job": "j1"}},
+    )
+    assert all(isinstance(r.output, AIMessage) for r in result)
+    assert len(recorder.starts) == 2
+    assert all("batch-7" in tags and meta.get("job") == "j1" for tags, meta in recorder.starts)
+
+
+def test_subagent_reads_model_facts() -> None:
+    from langchain_openai import ChatOpenAI
+
+    model = ChatOpenAI(model="gpt-4o-mini", api_key="sk-test", max_tokens=300, max_retries=0)
+    agent = SubAgent.of(model)
+    assert agent.name == "gpt-4o-mini"
+    assert agent.model == "gpt-4o-mini"
+    assert agent.provider == "openai"
+    assert agent.max_output_tokens == 300
+    assert agent.kind == "chat_model"
+    assert agent.identity()["max_tokens"] == 300
+    renamed = SubAgent.of(agent, name="writer")
+    assert renamed.name == "writer" and renamed.model == "gpt-4o-mini"
+    assert SubAgent.of(agent) is agent
+
+
+async def test_runnable_receives_config() -> None:
+    seen: list[RunnableConfig] = []
+
+    def body(x: str, config: RunnableConfig) -> str:
+        seen.append(config)
+        return x.upper()
+
+    runnable = RunnableLambda(body, name="shout")
+    result = await dispatch_agents(
+        "{t}", [{"t": "hi"}], agent=runnable, config={"tags": ["t1"], "metadata": {"m": 1}}
+    )
+    assert result.outputs == ["HI"]
+    assert result[0].agent == "shout"
+    assert "t1" in seen[0].get("tags", []) and seen[0].get("metadata", {}).get("m") == 1
+
+
+async def test_compiled_agent_graph_gets_messages_and_returns_last_message() -> None:
+    from langchain.agents import create_agent
+
+    graph = create_agent(fake_model(), tools=[])
+    agent = SubAgent.of(graph, name="helper")
+    assert agent.kind == "runnable"
+    result = await dispatch_agents("Say {x}", [{"x": "hi"}], agent=agent)
+    assert result[0].ok, result[0].error
+    assert isinstance(result[0].output, AIMessage)
+    assert result[0].output.content == "answer 0"
+
+
+async def test_callables_sync_and_async_with_optional_config() -> None:
+    async def a(x: str) -> str:
+        return "a" + x
+
+    def s(x: str, config: RunnableConfig) -> str:
+        return "s" + x + str(config.get("tags"))
+
+    r1 = await dispatch_agents(None, ["1"], agent=a)
+    r2 = await dispatch_agents(None, ["1"], agent=s, config={"tags": ["z"]})
+    assert r1.outputs == ["a1"]
+    assert r2.outputs == ["s1['z']"]
+
+
+def test_prepare_turns_text_into_messages_for_chat_models() -> None:
+    agent = SubAgent.of(fake_model())
+    prepared = agent.prepare("hello")
+    assert isinstance(prepared, list) and isinstance(prepared[0], HumanMessage)
+    messages = [HumanMessage("x")]
+    assert agent.prepare(messages) is messages
+
+
+def test_bad_agents_are_rejected() -> None:
+    with pytest.raises(ConfigurationError, match="cannot use str"):
+        SubAgent.of("gpt-4o")
+    with pytest.raises(ConfigurationError, match="max_output_tokens"):
+        SubAgent.of(lambda x: x, max_output_tokens=0)
