@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from langgraph_fanout.agents import SubAgent
 from langgraph_fanout.dispatch import (
     Dispatcher,
     DispatchMode,
@@ -22,9 +23,11 @@ from langgraph_fanout.errors import (
     DepthLimitExceeded,
     DispatchFailed,
     InvalidInputError,
+    RetriesExhausted,
     SyncInAsyncError,
 )
 from langgraph_fanout.limits import DispatchResourceLimits
+from langgraph_fanout.recovery import ErrorRecoveryPolicy, ErrorStrategy
 from langgraph_fanout.results import Status
 from langgraph_fanout.stopping import stop_after_failures, stop_after_successes
 
@@ -154,16 +157,24 @@ async def test_failures_are_results_in_partial_mode() -> None:
     assert result.report.success_rate == pytest.approx(4 / 6)
 
 
-async def test_per_attempt_timeout() -> None:
+async def test_per_attempt_timeout(fake_sleep: Any) -> None:
     gate = asyncio.Event()  # never set: the call hangs until its timeout
     result = await dispatch_agents(
         "{n}",
         items(3),
         agent=Probe(gate=gate),
         limits=DispatchResourceLimits(max_agent_duration_s=0.01),
+        policy=ErrorRecoveryPolicy(max_retries=1, breaker=None),
+        sleep=fake_sleep,
     )
     assert all(r.status is Status.ERROR for r in result)
-    assert all(isinstance(r.error, CallTimeout) and r.error.timeout_s == 0.01 for r in result)
+    for r in result:
+        # A timeout is transient: retried once, then reported with the last timeout.
+        assert isinstance(r.error, RetriesExhausted)
+        assert isinstance(r.error.last_error, CallTimeout)
+        assert r.error.last_error.timeout_s == 0.01
+        assert [a.error for a in r.attempts] == ["timeout", "timeout"]
+    assert len(fake_sleep.waits) == 3
 
 
 async def test_deadline_cancels_in_flight_and_ends_the_rest_as_cancelled() -> None:
@@ -247,6 +258,7 @@ async def test_failure_rate_counts_timeouts_like_exceptions() -> None:
             failure_rate_min_sample=2,
             max_agent_duration_s=0.005,
         ),
+        policy=ErrorRecoveryPolicy(strategy=ErrorStrategy.FAIL),
     )
     kinds = [r.error.kind for r in result if r.error is not None]
     assert kinds.count("timeout") == 2
@@ -282,10 +294,11 @@ async def test_min_success_count() -> None:
         )
     assert "min_success_count=3" in str(info.value)
     assert len(info.value.results) == 10
+    # A new name: the first dispatch's failures opened the process-wide breaker of "Probe".
     ok = await dispatch_agents(
         "{n}",
         items(10),
-        agent=Probe(fail={"0"}),
+        agent=SubAgent.of(Probe(fail={"0"}), name="healthy"),
         limits=DispatchResourceLimits(min_success_count=9),
     )
     assert ok.report.succeeded == 9

@@ -168,6 +168,11 @@ class SubAgent:
             "last_message": self.last_message,
         }
 
+    @property
+    def accepts_config(self) -> bool:
+        """True when the agent takes a ``config`` (chat models, runnables, some callables)."""
+        return self.kind != "callable" or self._accepts_config
+
     def identity(self) -> dict[str, Any]:
         """What makes two calls of this agent the same call (for idempotency keys)."""
         ident: dict[str, Any] = {"name": self.name, "model": self.model, "kind": self.kind}

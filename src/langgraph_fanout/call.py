@@ -2,32 +2,59 @@
 
 ::
 
-    Task -> limits -> screen input -> cache -> recovery loop, per attempt:
-                                                 budget reserve -> rate -> breaker -> slot
-                                                 -> invoke (timeout, usage capture) -> settle
+    Task -> screen arguments (injection flags or refusal; optional input redaction)
+         -> cache (idempotency key; a hit returns at once, identical calls in flight share one)
+         -> recovery (retries, then fallbacks in order; breaker asked before each attempt)
+              per attempt: count -> estimate + reserve budget -> rate limit -> slot
+                           -> invoke (timeout, usage captured) -> settle cost
          -> redact output -> store -> SubAgentResult
 
 Nothing else in the package calls a sub-agent. A ``CallPipeline`` is built per dispatch
-from the shared run state; calling it with a ``Task`` returns that input's one result.
-Cancellation is never swallowed here: reservations and slots are given back and the
-``CancelledError`` goes on to the engine, which decides what the cancellation means.
+from the shared run state and the dispatch's ``Guards``; calling it with a ``Task`` returns
+that input's one result. Cancellation is never swallowed here: reservations and slots are
+settled and the ``CancelledError`` goes on to the engine, which decides what it means.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass
+import json
+import random
+import warnings
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
+from langchain_core.callbacks import BaseCallbackManager
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 
 from .agents import SubAgent
-from .errors import AgentError, CallError, CallTimeout, InvalidItem
-from .limits import Scope, SharedRun, SlotLease, enter_scope, exit_scope
-from .results import Attempt, Status, SubAgentResult
+from .breaker import BreakerRegistry, default_breakers
+from .cache import CacheEntry, CacheMode, CacheSource, IdempotencyCache, cache_key
+from .cost import Price, TokenCounter, UsageCapture, estimate_cost, lookup_price
+from .errors import (
+    AgentError,
+    CacheKeyError,
+    CallError,
+    CallTimeout,
+    InjectionDetected,
+    InvalidItem,
+    UnpricedModel,
+)
+from .limits import Scope, SharedRun, SlotLease, current_scope, enter_scope, exit_scope
+from .prompts import PromptTemplate
+from .recovery import ErrorRecoveryPolicy, run_with_recovery
+from .recovery import retry_after_s as provider_retry_after
+from .results import Status, SubAgentResult
+from .security import ScreeningPolicy
 
-__all__ = ["CallPipeline", "Task"]
+__all__ = ["CallPipeline", "Guards", "Task", "UnpricedModelWarning"]
+
+
+class UnpricedModelWarning(UserWarning):
+    """A model with no known price ran and was counted at zero cost (budget not enforced)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -40,6 +67,7 @@ class Task:
         agent: the sub-agent to call.
         prompt: the rendered input (a string, messages, or whatever the agent takes).
         arguments: the untrusted arguments the prompt was rendered from (for screening).
+        template: the template ``prompt`` was rendered from (to re-render redacted arguments).
         sample: sample index; distinct voters of one question have distinct samples.
         key: an optional user idempotency key.
         invalid: why this input cannot be called (it then ends as ``InvalidItem``).
@@ -49,93 +77,425 @@ class Task:
     agent: SubAgent
     prompt: Any
     arguments: Mapping[str, Any] | None = None
+    template: PromptTemplate | None = None
     sample: int = 0
     key: str | None = None
     invalid: str | None = None
 
 
+@dataclass(slots=True, kw_only=True)
+class Guards:
+    """How one dispatch configures the pipeline's guards (what is shared lives in ``SharedRun``).
+
+    Args:
+        policy: retry/fallback policy; ``ErrorRecoveryPolicy()`` retries transient errors twice.
+        resolve: turns a fallback name into a ``SubAgent`` (the dispatch's agent registry).
+        breakers: circuit breakers by agent name (process-wide by default).
+        cache: the idempotency cache, or ``None`` for no caching.
+        cache_mode: use, refresh or bypass the cache.
+        screening: argument screening and output redaction, or ``None`` for neither.
+        prices: model id -> ``Price`` overrides.
+        counter: token counter for estimates (the default one when ``None``).
+        sleep: the async sleep used for backoff (inject a fake in tests).
+        rng: jitter source.
+    """
+
+    policy: ErrorRecoveryPolicy = field(default_factory=ErrorRecoveryPolicy)
+    resolve: Callable[[Any], SubAgent] = SubAgent.of
+    breakers: BreakerRegistry = field(default_factory=lambda: default_breakers)
+    cache: IdempotencyCache | None = None
+    cache_mode: CacheMode = CacheMode.USE
+    screening: ScreeningPolicy | None = None
+    prices: Mapping[str, Price] | None = None
+    counter: TokenCounter | None = None
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rng: random.Random | None = None
+
+
+@dataclass(slots=True)
+class _Account:
+    """What the attempts of one call used, added up."""
+
+    cost: float = 0.0
+    estimate: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    rate_wait: float = 0.0
+
+
+class _Failed(Exception):
+    """Carries a failed result out of the cache's compute (failures are never stored)."""
+
+    def __init__(self, result: SubAgentResult) -> None:
+        super().__init__(result.error)
+        self.result = result
+
+
+class _CallUsage(UsageCapture):
+    """Usage of the model calls made by *this* call, not by dispatches nested inside it.
+
+    LangChain hands a parent's callbacks down to everything that runs inside it, nested
+    dispatches included; those bill their own calls, so runs started under another scope
+    are ignored here (no double billing).
+    """
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__()
+        self._scope = scope
+        self._ours: set[UUID] = set()
+
+    def _started(self, run_id: UUID, metadata: dict[str, Any] | None) -> None:
+        if current_scope() is self._scope:
+            self._ours.add(run_id)
+            super()._started(run_id, metadata)
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        if run_id in self._ours:
+            self._ours.discard(run_id)
+            super().on_llm_end(response, run_id=run_id, **kwargs)
+
+
 class CallPipeline:
     """Runs a ``Task`` through the guards and returns its ``SubAgentResult``."""
 
-    __slots__ = ("_config", "_depth", "_run", "_timeout")
-
-    def __init__(self, *, run: SharedRun, depth: int, config: RunnableConfig | None) -> None:
+    def __init__(
+        self, *, run: SharedRun, depth: int, config: RunnableConfig | None, guards: Guards
+    ) -> None:
         self._run = run
         self._depth = depth
         self._config = config
+        self._guards = guards
         self._timeout = run.limits.max_agent_duration_s
+        self._fallbacks = tuple(guards.resolve(f) for f in guards.policy.fallback_tools)
+        self._prices: dict[int, Price | None] = {}
+        self._identity: dict[int, dict[str, Any]] = {}
+        self._unpriced_warned: set[str] = set()
+        self._needs_estimate = run.limits.max_total_cost_usd is not None or (
+            run.limiter is not None and run.limiter.limits.tokens_per_minute is not None
+        )
 
     async def __call__(self, task: Task) -> SubAgentResult:
-        loop = asyncio.get_running_loop()
-        agent = task.agent
         if task.invalid is not None:
-            return SubAgentResult.from_error(
-                index=task.index,
-                agent=agent.name,
-                error=InvalidItem(index=task.index, reason=task.invalid),
-                sample=task.sample,
-            )
-        started = loop.time()
+            return _refused(task, InvalidItem(index=task.index, reason=task.invalid))
+        prompt = task.prompt
+        flags: tuple[str, ...] = ()
+        screening = self._guards.screening
+        if screening is not None and task.arguments is not None:
+            try:
+                args, found, _ = screening.screen_input(task.arguments)
+            except InjectionDetected as error:
+                return _refused(task, error)
+            flags = tuple(f"injection:{f.field}:{','.join(f.markers)}" for f in found)
+            if args is not task.arguments and task.template is not None:
+                prompt = task.template.render(args)
+        cache = self._guards.cache
+        if cache is None:
+            result = await self._recover(task, prompt)
+        else:
+            result = await self._cached(cache, task, prompt)
+        if flags:
+            result.flags = flags + result.flags
+        return result
+
+    async def _cached(self, cache: IdempotencyCache, task: Task, prompt: Any) -> SubAgentResult:
+        agent = task.agent
+        identity = self._identity.get(id(agent))
+        if identity is None:
+            identity = self._identity[id(agent)] = agent.identity()
         try:
-            output = await self._attempt(task, agent)
-        except CallError as error:
-            ended = loop.time()
+            key = cache_key(agent=identity, prompt=prompt, sample=task.sample, user_key=task.key)
+        except CacheKeyError as error:
+            return _refused(task, error)
+        mine: list[SubAgentResult] = []
+
+        async def compute() -> CacheEntry:
+            result = await self._recover(task, prompt)
+            mine.append(result)
+            if not result.ok:
+                raise _Failed(result)
+            return CacheEntry(
+                output=result.output,
+                agent_used=result.agent_used or agent.name,
+                input_tokens=result.input_tokens,
+                output_tokens=result.output_tokens,
+                cost_usd=result.cost_usd,
+            )
+
+        try:
+            entry, source = await cache.run(key, compute, mode=self._guards.cache_mode)
+        except _Failed as failed:
+            if mine:
+                return mine[0]
+            shared = failed.result
             return SubAgentResult.from_error(
                 index=task.index,
                 agent=agent.name,
-                error=error,
+                error=shared.error or CallError("shared call failed"),
                 sample=task.sample,
-                duration_s=ended - started,
-                attempts=(
-                    Attempt(
-                        agent=agent.name, number=1, error=error.kind, duration_s=ended - started
-                    ),
-                ),
+                cache_hit=True,
             )
-        ended = loop.time()
+        if source is CacheSource.MISS and mine:
+            return mine[0]
         return SubAgentResult(
             index=task.index,
             agent=agent.name,
             status=Status.OK,
-            output=output,
-            duration_s=ended - started,
-            attempts=(Attempt(agent=agent.name, number=1, duration_s=ended - started),),
-            agent_used=agent.name,
+            output=entry.output,
+            agent_used=entry.agent_used,
+            cache_hit=True,
             sample=task.sample,
         )
 
-    async def _attempt(self, task: Task, agent: SubAgent) -> Any:
-        """One attempt of one agent: count it, take a slot, invoke under the timeout."""
+    async def _recover(self, task: Task, prompt: Any) -> SubAgentResult:
+        loop = asyncio.get_running_loop()
+        guards = self._guards
+        account = _Account()
+        started = loop.time()
+
+        async def attempt(agent: SubAgent) -> Any:
+            return await self._attempt(task, agent, prompt, account)
+
+        outcome = await run_with_recovery(
+            attempt,
+            primary=task.agent,
+            fallbacks=self._fallbacks,
+            policy=guards.policy,
+            name_of=_name_of,
+            breakers=guards.breakers,
+            sleep=guards.sleep,
+            rng=guards.rng,
+            clock=loop.time,
+        )
+        duration = loop.time() - started - account.rate_wait
+        common: dict[str, Any] = {
+            "duration_s": max(0.0, duration),
+            "attempts": outcome.attempts,
+            "agent_used": outcome.agent_used,
+            "cost_usd": account.cost,
+            "estimated_cost_usd": account.estimate,
+            "input_tokens": account.tokens_in,
+            "output_tokens": account.tokens_out,
+            "rate_wait_s": account.rate_wait,
+            "breakers_opened": outcome.breaker_opened,
+        }
+        if outcome.error is not None:
+            return SubAgentResult.from_error(
+                index=task.index,
+                agent=task.agent.name,
+                error=outcome.error,
+                sample=task.sample,
+                **common,
+            )
+        output = outcome.output
+        screening = guards.screening
+        flags: tuple[str, ...] = ()
+        if screening is not None and screening.redact_outputs:
+            output, report = screening.screen_output(output)
+            flags = tuple(f"redacted:{kind}:{n}" for kind, n in sorted(report.counts.items()))
+        return SubAgentResult(
+            index=task.index,
+            agent=task.agent.name,
+            status=Status.OK,
+            output=output,
+            sample=task.sample,
+            flags=flags,
+            **common,
+        )
+
+    async def _attempt(self, task: Task, agent: SubAgent, prompt: Any, account: _Account) -> Any:
+        """One attempt of one agent: count, reserve, wait for the rate, take a slot, invoke."""
         run = self._run
         run.count_agent()
-        lease = SlotLease(run.concurrency)
-        await lease.acquire()
-        token = enter_scope(Scope(run, self._depth, lease))
+        estimate, tokens = self._estimate(agent, prompt) if self._needs_estimate else (0.0, 0)
+        reservation = run.ledger.reserve(agent=agent.name, estimate_usd=estimate)
+        account.estimate = estimate
+        capture: _CallUsage | None = None
+        invoked = False
+        try:
+            if run.limiter is not None:
+                account.rate_wait += await run.limiter.acquire(tokens)
+            lease = SlotLease(run.concurrency)
+            await lease.acquire()
+            scope = Scope(run, self._depth, lease)
+            token = enter_scope(scope)
+            try:
+                config = self._config
+                if agent.kind != "callable" or agent.accepts_config:
+                    capture = _CallUsage(scope)
+                    config = _with_call(config, capture, agent, task)
+                invoked = True
+                output = await self._invoke(agent, prompt, config)
+            finally:
+                exit_scope(token)
+                lease.release()
+            cost = self._settle(agent, capture, estimate, account)
+            reservation.commit(cost)
+            account.cost += cost
+            return output
+        except BaseException as exc:
+            if not reservation.settled:
+                if capture is not None and capture.total().total_tokens:
+                    cost = self._settle(agent, capture, estimate, account)
+                    reservation.commit(cost)
+                    account.cost += cost
+                elif invoked and isinstance(exc, CallTimeout | asyncio.CancelledError):
+                    # Cut off in flight: the provider may still bill it, so the worst case
+                    # stays spent and the cap holds.
+                    reservation.commit(estimate)
+                    account.cost += estimate
+                else:
+                    reservation.release()
+            if run.limiter is not None and isinstance(exc, Exception):
+                wait = provider_retry_after(exc)
+                if wait is not None:
+                    run.limiter.pause(min(wait, self._guards.policy.retry_after_cap_s))
+            raise
+
+    async def _invoke(self, agent: SubAgent, prompt: Any, config: RunnableConfig | None) -> Any:
         try:
             if self._timeout is None:
-                return await agent.ainvoke(task.prompt, self._config)
+                return await agent.ainvoke(prompt, config)
             try:
                 async with asyncio.timeout(self._timeout) as cm:
-                    return await agent.ainvoke(task.prompt, self._config)
+                    return await agent.ainvoke(prompt, config)
             except TimeoutError:
                 if cm.expired():
                     raise CallTimeout(agent=agent.name, timeout_s=self._timeout) from None
                 raise
-        except CallError:
-            raise
         except asyncio.CancelledError as exc:
             current = asyncio.current_task()
             if current is not None and current.cancelling() == 0:
                 # Nobody cancelled this task: the agent leaked a cancellation of its own
                 # (an inner future it awaited was cancelled). That is the agent's failure.
-                raise _classify(exc, agent.name) from exc
+                raise AgentError(
+                    agent=agent.name, cause_type="CancelledError", detail="cancelled inside"
+                ) from exc
             raise
-        except Exception as exc:
-            raise _classify(exc, agent.name) from exc
-        finally:
-            exit_scope(token)
-            lease.release()
+
+    def _price(self, agent: SubAgent) -> Price | None:
+        key = id(agent)
+        if key not in self._prices:
+            price = agent.price or lookup_price(
+                agent.model, provider=agent.provider, overrides=self._guards.prices
+            )
+            self._prices[key] = price
+        return self._prices[key]
+
+    def _price_for_model(self, model: str | None) -> Price | None:
+        return lookup_price(model, overrides=self._guards.prices)
+
+    def _estimate(self, agent: SubAgent, prompt: Any) -> tuple[float, int]:
+        """Worst-case USD and tokens of one attempt (prompt + max output, priced)."""
+        limits = self._run.limits
+        max_out = agent.max_output_tokens or limits.default_max_output_tokens
+        text = _countable(prompt)
+        price = self._price(agent)
+        if price is None:
+            if agent.model is not None or agent.kind == "chat_model":
+                self._unpriced(agent)
+            # Not a model itself (a callable or graph): the models it calls are billed
+            # from real usage when it returns.
+            counter = self._guards.counter or _DEFAULT_COUNTER
+            return 0.0, counter.count_messages(text, agent.model) + max_out
+        est = estimate_cost(
+            text,
+            model=agent.model,
+            max_output_tokens=max_out,
+            price=price,
+            counter=self._guards.counter,
+        )
+        return est.usd, est.input_tokens + est.output_tokens
+
+    def _unpriced(self, agent: SubAgent) -> None:
+        limits = self._run.limits
+        if limits.max_total_cost_usd is not None and not limits.allow_unpriced:
+            raise UnpricedModel(agent=agent.name, model=agent.model)
+        if agent.name not in self._unpriced_warned:
+            self._unpriced_warned.add(agent.name)
+            warnings.warn(
+                f"no price known for model {agent.model!r} of agent {agent.name!r}: "
+                "its calls are counted at zero cost",
+                UnpricedModelWarning,
+                stacklevel=2,
+            )
+
+    def _settle(
+        self, agent: SubAgent, capture: _CallUsage | None, estimate: float, account: _Account
+    ) -> float:
+        """The real cost of an attempt, from the usage its model calls reported."""
+        if capture is None:
+            return 0.0
+        total = capture.total()
+        account.tokens_in += total.input_tokens
+        account.tokens_out += total.output_tokens
+        if total.total_tokens == 0:
+            # Nothing reported: a model that ran without usage metadata is charged its
+            # worst case rather than nothing.
+            return estimate if capture.unreported_calls else 0.0
+        cost = capture.cost(self._price_for_capture(agent))
+        if cost is None:
+            if agent.name not in self._unpriced_warned:
+                self._unpriced_warned.add(agent.name)
+                warnings.warn(
+                    f"agent {agent.name!r} called a model with no known price: "
+                    "charged its estimate",
+                    UnpricedModelWarning,
+                    stacklevel=2,
+                )
+            return estimate
+        return cost
+
+    def _price_for_capture(self, agent: SubAgent) -> Callable[[str | None], Price | None]:
+        own = self._price(agent)
+
+        def price_for(model: str | None) -> Price | None:
+            if own is not None and (model is None or model == agent.model):
+                return own
+            return self._price_for_model(model)
+
+        return price_for
 
 
-def _classify(exc: BaseException, agent: str) -> CallError:
-    return AgentError(agent=agent, cause_type=type(exc).__name__, detail=str(exc)[:300])
+_DEFAULT_COUNTER = TokenCounter()
+
+
+def _name_of(agent: SubAgent) -> str:
+    return agent.name
+
+
+def _refused(task: Task, error: CallError) -> SubAgentResult:
+    return SubAgentResult.from_error(
+        index=task.index, agent=task.agent.name, error=error, sample=task.sample
+    )
+
+
+def _countable(prompt: Any) -> str | Sequence[BaseMessage]:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, Sequence) and all(isinstance(m, BaseMessage) for m in prompt):
+        return list(prompt)
+    try:
+        return json.dumps(prompt, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(prompt)
+
+
+def _with_call(
+    config: RunnableConfig | None, capture: UsageCapture, agent: SubAgent, task: Task
+) -> RunnableConfig:
+    """The dispatch's config plus this call's usage capture, run name and sample index."""
+    base: dict[str, Any] = dict(config or {})
+    callbacks = base.get("callbacks")
+    if isinstance(callbacks, BaseCallbackManager):
+        manager = callbacks.copy()
+        manager.add_handler(capture, inherit=True)
+        base["callbacks"] = manager
+    else:
+        base["callbacks"] = [*(callbacks or ()), capture]
+    base.setdefault("run_name", agent.name)
+    base["metadata"] = {
+        **(base.get("metadata") or {}),
+        "fanout_index": task.index,
+        "sample_index": task.sample,
+    }
+    return base  # type: ignore[return-value]

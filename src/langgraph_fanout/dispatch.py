@@ -18,7 +18,16 @@ Example:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+import random
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar, overload
@@ -26,7 +35,10 @@ from typing import Any, TypeVar, overload
 from langchain_core.runnables import RunnableConfig
 
 from .agents import AgentLike, SubAgent
-from .call import CallPipeline, Task
+from .breaker import BreakerRegistry, default_breakers
+from .cache import CacheMode, IdempotencyCache
+from .call import CallPipeline, Guards, Task
+from .cost import Price
 from .errors import (
     CallCancelled,
     ConfigurationError,
@@ -35,10 +47,14 @@ from .errors import (
     InvalidInputError,
     SyncInAsyncError,
 )
+from .ledger import CostLedger
 from .limits import DispatchResourceLimits, SharedRun, current_scope
 from .prompts import PromptTemplate, validate_arguments
+from .ratelimit import RateLimiter
+from .recovery import ErrorRecoveryPolicy, ErrorStrategy
 from .report import DispatchReport, ReportBuilder
 from .results import Status, SubAgentResult
+from .security import InjectionPolicy, ScreeningPolicy
 from .stopping import DispatchProgress, StopCondition
 
 __all__ = [
@@ -52,6 +68,20 @@ __all__ = [
 T = TypeVar("T")
 # Where finished results go: a plain callback (run) or a coroutine with backpressure (stream).
 Emit = Callable[[SubAgentResult], Awaitable[None] | None]
+
+
+DEFAULT_SCREENING = ScreeningPolicy(injection=InjectionPolicy.FLAG, redact_outputs=False)
+"""Flag prompt-injection markers in arguments; no redaction (pass ``ScreeningPolicy()``)."""
+
+_DEFAULT_CACHE: IdempotencyCache | None = None
+
+
+def default_cache() -> IdempotencyCache:
+    """The process-wide in-memory idempotency cache used by ``cache=True`` (TTL one hour)."""
+    global _DEFAULT_CACHE
+    if _DEFAULT_CACHE is None:
+        _DEFAULT_CACHE = IdempotencyCache()
+    return _DEFAULT_CACHE
 
 
 class DispatchMode(StrEnum):
@@ -103,7 +133,7 @@ class _State:
 
     progress: DispatchProgress
     window: asyncio.Semaphore | None
-    in_flight: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    in_flight: dict[int, tuple[asyncio.Task[None], Task]] = field(default_factory=dict)
     stop_reason: str | None = None
     cancelled: set[int] = field(default_factory=set)
     started_at: float = 0.0
@@ -127,13 +157,25 @@ class Dispatcher:
         self,
         agent: AgentLike | None = None,
         *,
+        agents: Mapping[str, AgentLike] | None = None,
         limits: DispatchResourceLimits | None = None,
         mode: DispatchMode | str = DispatchMode.PARTIAL,
         stop: StopCondition | None = None,
         aggregate: Callable[[Sequence[SubAgentResult]], Any] | None = None,
         config: RunnableConfig | None = None,
+        policy: ErrorRecoveryPolicy | None = None,
+        cache: IdempotencyCache | bool | None = None,
+        cache_mode: CacheMode | str = CacheMode.USE,
+        screening: ScreeningPolicy | None = DEFAULT_SCREENING,
+        prices: Mapping[str, Price] | None = None,
+        ledger: CostLedger | None = None,
+        rate_limiter: RateLimiter | None = None,
+        breakers: BreakerRegistry | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.agent = None if agent is None else SubAgent.of(agent)
+        self.agents = {name: SubAgent.of(a, name=name) for name, a in (agents or {}).items()}
         self.limits = limits if limits is not None else DispatchResourceLimits()
         if not isinstance(self.limits, DispatchResourceLimits):
             raise ConfigurationError(
@@ -150,6 +192,41 @@ class Dispatcher:
         for c in conditions:
             self.stop = c if self.stop is None else self.stop | c
         self.config = config
+        policy = policy if policy is not None else ErrorRecoveryPolicy()
+        if policy.fallback_tools and policy.strategy is not ErrorStrategy.FALLBACK:
+            raise ConfigurationError(
+                "fallback_tools are only tried with strategy=ErrorStrategy.FALLBACK, "
+                f"got strategy={policy.strategy.value}"
+            )
+        if cache is True:
+            cache = default_cache()
+        self.ledger = ledger
+        self.rate_limiter = rate_limiter
+        self.guards = Guards(
+            policy=policy,
+            resolve=self._resolve,
+            breakers=breakers if breakers is not None else default_breakers,
+            cache=cache or None,
+            cache_mode=CacheMode(cache_mode),
+            screening=screening,
+            prices=prices,
+            sleep=sleep if sleep is not None else asyncio.sleep,
+            rng=rng,
+        )
+        for fallback in policy.fallback_tools:
+            self._resolve(fallback)  # unknown names fail here, not at the first failure
+
+    def _resolve(self, ref: Any) -> SubAgent:
+        """A fallback or task agent by name (from ``agents=``) or as an object."""
+        if isinstance(ref, str):
+            try:
+                return self.agents[ref]
+            except KeyError:
+                known = sorted(self.agents) or "none"
+                raise ConfigurationError(
+                    f"unknown agent {ref!r}: register it with agents={{...}} (known: {known})"
+                ) from None
+        return SubAgent.of(ref)
 
     # -- building tasks ------------------------------------------------------------------
 
@@ -181,14 +258,21 @@ class Dispatcher:
         if problems:
             raise InvalidInputError(problems=problems)
         return [
-            Task(index=i * samples + s, agent=sub, prompt=parsed.render(a), arguments=a, sample=s)
+            Task(
+                index=i * samples + s,
+                agent=sub,
+                prompt=parsed.render(a),
+                arguments=a,
+                template=parsed,
+                sample=s,
+            )
             for i, a in enumerate(args)
             for s in range(samples)
         ]
 
     def _agent(self, agent: AgentLike | None) -> SubAgent:
         if agent is not None:
-            return SubAgent.of(agent)
+            return self._resolve(agent)
         if self.agent is None:
             raise ConfigurationError("no agent: pass agent=... to the Dispatcher or the call")
         return self.agent
@@ -267,6 +351,7 @@ class Dispatcher:
                         agent=sub,
                         prompt=None if invalid else prompt,
                         arguments=args if parsed is not None and not invalid else None,
+                        template=parsed,
                         sample=s,
                         invalid=invalid,
                     )
@@ -325,7 +410,7 @@ class Dispatcher:
         scope = current_scope()
         limits = self.limits
         if scope is None:
-            shared = SharedRun.create(limits)
+            shared = SharedRun.create(limits, ledger=self.ledger, limiter=self.rate_limiter)
             depth = 1
         else:
             shared = scope.run
@@ -347,7 +432,7 @@ class Dispatcher:
                     await pending
             return state, builder.build(wall_time_s=0.0, stop_reason=str(refusal))
 
-        pipeline = CallPipeline(run=shared, depth=depth, config=self.config)
+        pipeline = CallPipeline(run=shared, depth=depth, config=self.config, guards=self.guards)
         timer = None
         if limits.max_total_duration_s is not None:
             timer = loop.call_later(
@@ -366,10 +451,14 @@ class Dispatcher:
         finally:
             if timer is not None:
                 timer.cancel()
+        ledger = shared.ledger
         report = builder.build(
             wall_time_s=loop.time() - state.started_at,
             stop_reason=state.stop_reason,
-            budget_usd=shared.limits.max_total_cost_usd,
+            budget_usd=ledger.limit_usd,
+            total_spent_usd=ledger.spent_usd,
+            refused_usd=ledger.refused_usd,
+            overshoot_usd=ledger.overshoot_usd,
         )
         return state, report
 
@@ -387,7 +476,17 @@ class Dispatcher:
                     await self._record(state, _never_started(task, state.stop_reason), emit)
                     continue
                 state.progress.started += 1
-                state.in_flight[task.index] = tg.create_task(self._one(task, state, pipeline, emit))
+                handle = tg.create_task(self._one(task, state, pipeline, emit))
+                state.in_flight[task.index] = (handle, task)
+                if window is not None:
+                    # A done callback runs even for a task cancelled before its first step.
+                    handle.add_done_callback(lambda _: window.release())
+        # A task cancelled by a stop before it ever ran never reached its own handler.
+        for handle, task in list(state.in_flight.values()):
+            if handle.cancelled():
+                reason = state.stop_reason or "stopped"
+                await self._record(state, _never_started(task, reason), emit)
+        state.in_flight.clear()
 
     async def _one(self, task: Task, state: _State, pipeline: CallPipeline, emit: Emit) -> None:
         try:
@@ -408,8 +507,6 @@ class Dispatcher:
             await self._record(state, result, emit)
         finally:
             state.in_flight.pop(task.index, None)
-            if state.window is not None:
-                state.window.release()
 
     async def _record(self, state: _State, result: SubAgentResult, emit: Emit) -> None:
         progress = state.progress
@@ -454,9 +551,9 @@ class Dispatcher:
             return
         state.stop_reason = reason
         if cancel_in_flight:
-            for index, task in list(state.in_flight.items()):
+            for index, (handle, _) in list(state.in_flight.items()):
                 state.cancelled.add(index)
-                task.cancel()
+                handle.cancel()
 
 
 def _never_started(task: Task, reason: str) -> SubAgentResult:
@@ -497,6 +594,7 @@ async def dispatch_agents(
     aggregate: Callable[[Sequence[SubAgentResult]], Any] | None = None,
     samples: int = 1,
     config: RunnableConfig | None = None,
+    **guards: Any,
 ) -> DispatchResult:
     """Call ``agent`` once per argument set (``samples`` times each), concurrently, under limits.
 
@@ -510,6 +608,9 @@ async def dispatch_agents(
         aggregate: applied to the results; a ``majority_vote()`` may also stop early.
         samples: calls per argument set (distinct samples, e.g. voters).
         config: passed to every sub-agent call.
+        **guards: the other ``Dispatcher`` options: ``policy``, ``agents`` (registry for
+            fallbacks), ``cache``, ``cache_mode``, ``screening``, ``prices``, ``ledger``,
+            ``rate_limiter``, ``breakers``, ``sleep``, ``rng``.
 
     Returns:
         A ``DispatchResult``: ``.results`` in input order, ``.report``, ``.aggregate``.
@@ -523,7 +624,13 @@ async def dispatch_agents(
         ...                                agent=model)
     """
     dispatcher = Dispatcher(
-        agent, limits=limits, mode=mode, stop=stop, aggregate=aggregate, config=config
+        agent,
+        limits=limits,
+        mode=mode,
+        stop=stop,
+        aggregate=aggregate,
+        config=config,
+        **guards,
     )
     return await dispatcher.run(template, arguments, samples=samples)
 

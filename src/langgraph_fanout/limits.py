@@ -19,13 +19,11 @@ import contextvars
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, fields
 
 from .errors import AgentLimitExceeded, ConfigurationError
-
-if TYPE_CHECKING:
-    from .cost import CostLedger
+from .ledger import CostLedger
+from .ratelimit import RateLimiter
 
 __all__ = ["DispatchResourceLimits", "SharedRun", "SlotLease", "current_scope"]
 
@@ -157,21 +155,49 @@ class SlotLease:
 
 @dataclass(slots=True, kw_only=True)
 class SharedRun:
-    """State shared by a top-level dispatch and everything nested in it."""
+    """State shared by a top-level dispatch and everything nested in it.
+
+    Attributes:
+        limits: the top-level dispatch's limits (nested dispatches draw from these).
+        concurrency: the slots of ``max_concurrent``.
+        ledger: the cost budget (always present: it also accounts when there is no cap).
+        limiter: the rate limiter, if any.
+        agents_started: calls started so far, against ``max_total_agents``.
+    """
 
     limits: DispatchResourceLimits
     concurrency: asyncio.Semaphore | None
-    ledger: CostLedger | None = None
+    ledger: CostLedger
+    limiter: RateLimiter | None = None
     agents_started: int = 0
-    deadline: float | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def create(
-        cls, limits: DispatchResourceLimits, *, ledger: CostLedger | None = None
+        cls,
+        limits: DispatchResourceLimits,
+        *,
+        ledger: CostLedger | None = None,
+        limiter: RateLimiter | None = None,
     ) -> SharedRun:
+        """The run state of a new top-level dispatch.
+
+        Args:
+            limits: the limits.
+            ledger: a ledger to share with other dispatches (a budget for a whole agent
+                run); a new one with ``limits.max_total_cost_usd`` when not given.
+            limiter: a rate limiter to share (e.g. per provider); built from the limits'
+                ``requests_per_second``/``tokens_per_minute`` when not given.
+        """
         sem = asyncio.Semaphore(limits.max_concurrent) if limits.max_concurrent else None
-        return cls(limits=limits, concurrency=sem, ledger=ledger)
+        if ledger is None:
+            ledger = CostLedger(limits.max_total_cost_usd)
+        if limiter is None and (limits.requests_per_second or limits.tokens_per_minute):
+            limiter = RateLimiter(
+                requests_per_second=limits.requests_per_second,
+                tokens_per_minute=limits.tokens_per_minute,
+                name="dispatch",
+            )
+        return cls(limits=limits, concurrency=sem, ledger=ledger, limiter=limiter)
 
     def count_agent(self) -> None:
         """Count one call about to start; refuse it past ``max_total_agents``."""

@@ -27,8 +27,12 @@ class DispatchReport:
         parallelism: ``busy_time_s / wall_time_s``, the average number of calls in flight.
         latency_p50_s / latency_p95_s / latency_max_s: call time of inputs that ran.
         stop_reason: why the dispatch stopped early, if it did.
-        spent_usd: cost committed from real usage. refused_usd: worst-case cost of calls the
-            budget refused ("would have cost"). overshoot_usd: real cost above reservations.
+        estimated_usd: worst-case estimates reserved for this dispatch's inputs.
+        spent_usd: cost committed for this dispatch's own calls, from real usage.
+        total_spent_usd / refused_usd / overshoot_usd / budget_usd: the budget ledger of the
+            whole run (nested dispatches and anything else sharing the ledger):
+            everything spent, the worst case of calls it refused ("would have cost"),
+            and real cost above reservations.
         cost_by_agent: agent -> committed cost.
         cache_hits: inputs served by the idempotency cache (or shared with a call in flight).
         retries / fallbacks / breaker_openings: recovery counts.
@@ -52,6 +56,7 @@ class DispatchReport:
     stop_reason: str | None = None
     estimated_usd: float = 0.0
     spent_usd: float = 0.0
+    total_spent_usd: float = 0.0
     refused_usd: float = 0.0
     overshoot_usd: float = 0.0
     budget_usd: float | None = None
@@ -105,6 +110,7 @@ class ReportBuilder:
         self._retries = 0
         self._fallbacks = 0
         self._rate_wait = 0.0
+        self._breakers = 0
 
     def add(self, result: SubAgentResult) -> None:
         self._status[result.status] += 1
@@ -134,6 +140,8 @@ class ReportBuilder:
             self._cache_hits += 1
         if result.rate_wait_s:
             self._rate_wait += result.rate_wait_s
+        if result.breakers_opened:
+            self._breakers += result.breakers_opened
 
     def build(self, *, wall_time_s: float, **extra: Any) -> DispatchReport:
         n = sum(self._status.values())
@@ -163,6 +171,7 @@ class ReportBuilder:
             retries=self._retries,
             fallbacks=self._fallbacks,
             rate_wait_s=self._rate_wait,
+            breaker_openings=self._breakers,
             **extra,
         )
 

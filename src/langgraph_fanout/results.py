@@ -64,6 +64,7 @@ class SubAgentResult:
         rate_wait_s: time spent waiting for rate limiters.
         sample: sample index (distinct voters of one vote have distinct samples).
         flags: screening flags (prompt-injection markers found in the arguments, redactions).
+        breakers_opened: circuit breakers this input's failures opened.
     """
 
     index: int
@@ -82,6 +83,7 @@ class SubAgentResult:
     rate_wait_s: float = 0.0
     sample: int = 0
     flags: tuple[str, ...] = field(default=())
+    breakers_opened: int = 0
 
     @property
     def ok(self) -> bool:
