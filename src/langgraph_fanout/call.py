@@ -170,7 +170,7 @@ class CallPipeline:
         self._prices: dict[int, Price | None] = {}
         self._identity: dict[int, dict[str, Any]] = {}
         self._unpriced_warned: set[str] = set()
-        self._needs_estimate = run.limits.max_total_cost_usd is not None or (
+        self._needs_estimate = run.ledger.limit_usd is not None or (
             run.limiter is not None and run.limiter.limits.tokens_per_minute is not None
         )
 
@@ -407,8 +407,7 @@ class CallPipeline:
         return est.usd, est.input_tokens + est.output_tokens
 
     def _unpriced(self, agent: SubAgent) -> None:
-        limits = self._run.limits
-        if limits.max_total_cost_usd is not None and not limits.allow_unpriced:
+        if self._run.ledger.limit_usd is not None and not self._run.limits.allow_unpriced:
             raise UnpricedModel(agent=agent.name, model=agent.model)
         if agent.name not in self._unpriced_warned:
             self._unpriced_warned.add(agent.name)
@@ -434,7 +433,8 @@ class CallPipeline:
             return estimate if capture.unreported_calls else 0.0
         cost = capture.cost(self._price_for_capture(agent))
         if cost is None:
-            if agent.name not in self._unpriced_warned:
+            # Without a budget nothing is left unenforced: the cost is just unknown (0).
+            if self._run.ledger.limit_usd is not None and agent.name not in self._unpriced_warned:
                 self._unpriced_warned.add(agent.name)
                 warnings.warn(
                     f"agent {agent.name!r} called a model with no known price: "

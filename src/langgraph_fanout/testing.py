@@ -395,7 +395,7 @@ class _CallState:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.next_response = 0
-        self.seen: dict[bytes, int] = {}
+        self.seen: dict[bytes | tuple[bytes, int], int] = {}
         self.prompts: list[str] = []
 
     def reset(self) -> None:
@@ -662,10 +662,15 @@ class SimulatedChatModel(BaseChatModel):
             if self.record_prompts:
                 self._state.prompts.append(prompt)
             k = occurrence if sample_index is None else sample_index
+            # A repeat of the same sample is a retry: its failure draw is a fresh one (a
+            # transient failure is transient), while its answer stays the sample's answer.
+            repeat = self._state.seen.get((digest, k), 0)
+            self._state.seen[(digest, k)] = repeat + 1
             scripted = self.failures[call_index] if call_index < len(self.failures) else None
             failing = scripted is not None or (
                 self.failure_rate > 0
-                and _derived_rng(self.seed, "failure", k, digest).random() < self.failure_rate
+                and _derived_rng(self.seed, f"failure/{repeat}", k, digest).random()
+                < self.failure_rate
             )
             scripted_response: str | AIMessage | None = None
             if not failing and self.responses is not None:
