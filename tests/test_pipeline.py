@@ -14,15 +14,15 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import fakeclock
 import httpx
 import pytest
 import respx
-from httpmock import openai_chat_completion_body, openai_error_body
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
 from langchain_openai import ChatOpenAI
 
+import fakeclock
+from httpmock import openai_chat_completion_body
 from langgraph_fanout import (
     BudgetExceeded,
     CallSkipped,

@@ -48,7 +48,7 @@ from .errors import (
     SyncInAsyncError,
 )
 from .ledger import CostLedger
-from .limits import DispatchResourceLimits, SharedRun, current_scope
+from .limits import DispatchResourceLimits, SharedRun, Slots, current_scope
 from .prompts import PromptTemplate, validate_arguments
 from .ratelimit import RateLimiter
 from .recovery import ErrorRecoveryPolicy, ErrorStrategy
@@ -132,7 +132,7 @@ class _State:
     """The live state of one ``_execute``."""
 
     progress: DispatchProgress
-    window: asyncio.Semaphore | None
+    window: Slots | None
     in_flight: dict[int, tuple[asyncio.Task[None], Task]] = field(default_factory=dict)
     stop_reason: str | None = None
     cancelled: set[int] = field(default_factory=set)
@@ -417,7 +417,7 @@ class Dispatcher:
             depth = scope.depth + 1
         state = _State(
             progress=DispatchProgress(total=total, finished=[]),
-            window=asyncio.Semaphore(limits.max_concurrent) if limits.max_concurrent else None,
+            window=Slots(limits.max_concurrent) if limits.max_concurrent else None,
             started_at=loop.time(),
         )
         max_depth = shared.limits.max_dispatch_depth

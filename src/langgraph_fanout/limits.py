@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import math
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
@@ -25,7 +26,7 @@ from .errors import AgentLimitExceeded, ConfigurationError
 from .ledger import CostLedger
 from .ratelimit import RateLimiter
 
-__all__ = ["DispatchResourceLimits", "SharedRun", "SlotLease", "current_scope"]
+__all__ = ["DispatchResourceLimits", "SharedRun", "SlotLease", "Slots", "current_scope"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,12 +114,56 @@ def _positive_int(name: str, value: int | None, *, allow_zero: bool = False) -> 
         raise ConfigurationError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
+class Slots:
+    """A FIFO counting semaphore: waiters are woken in order when a slot is released.
+
+    Same contract as ``asyncio.Semaphore`` (no polling; cancellation-safe: a slot handed
+    to a waiter that was cancelled meanwhile is passed on), minus its per-acquire scan of
+    the waiters (``locked()`` in Python 3.11), which costs as much as the rest of a call's
+    bookkeeping on the engine's hot path (``benchmarks/overhead.py``).
+    """
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self, value: int) -> None:
+        self._value = value
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> None:
+        if self._value > 0 and not self._waiters:
+            self._value -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was ours already: hand it to the next in line
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # handed over: the count does not change
+                return
+        self._value += 1
+
+    @property
+    def available(self) -> int:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Slots(available={self._value}, waiting={len(self._waiters)})"
+
+
 class SlotLease:
     """One call's hold on a concurrency slot, which it can lend to nested dispatches."""
 
     __slots__ = ("_held", "_lent", "_restore", "_sem")
 
-    def __init__(self, sem: asyncio.Semaphore | None) -> None:
+    def __init__(self, sem: Slots | None) -> None:
         self._sem = sem
         self._held = False
         self._lent = 0
@@ -166,7 +211,7 @@ class SharedRun:
     """
 
     limits: DispatchResourceLimits
-    concurrency: asyncio.Semaphore | None
+    concurrency: Slots | None
     ledger: CostLedger
     limiter: RateLimiter | None = None
     agents_started: int = 0
@@ -188,7 +233,7 @@ class SharedRun:
             limiter: a rate limiter to share (e.g. per provider); built from the limits'
                 ``requests_per_second``/``tokens_per_minute`` when not given.
         """
-        sem = asyncio.Semaphore(limits.max_concurrent) if limits.max_concurrent else None
+        sem = Slots(limits.max_concurrent) if limits.max_concurrent else None
         if ledger is None:
             ledger = CostLedger(limits.max_total_cost_usd)
         if limiter is None and (limits.requests_per_second or limits.tokens_per_minute):

@@ -454,6 +454,9 @@ class ErrorRecoveryPolicy:
         return 1 if self.strategy is ErrorStrategy.FAIL else 1 + self.max_retries
 
 
+_SHARED_RNG = random.Random()
+
+
 class wait_jitter(wait_base):
     """A uniform random wait in ``[0, jitter_s]`` drawn from an injectable ``rng``.
 
@@ -462,7 +465,8 @@ class wait_jitter(wait_base):
 
     def __init__(self, jitter_s: float, rng: random.Random | None = None) -> None:
         self.jitter_s = jitter_s
-        self.rng = rng if rng is not None else random.Random()
+        # Seeding a new Random costs more than a whole call's bookkeeping: share one.
+        self.rng = rng if rng is not None else _SHARED_RNG
 
     def __call__(self, retry_state: RetryCallState) -> float:
         return self.rng.uniform(0.0, self.jitter_s) if self.jitter_s > 0 else 0.0
@@ -514,6 +518,30 @@ def backoff_wait(policy: ErrorRecoveryPolicy, *, rng: random.Random | None = Non
 
 
 # --------------------------------------------------------------------------- the loop
+
+
+_CONTROLLERS: dict[tuple[int, int], tuple[ErrorRecoveryPolicy, Any, AsyncRetrying]] = {}
+
+
+def _controller(policy: ErrorRecoveryPolicy, rng: random.Random | None) -> AsyncRetrying:
+    """tenacity's stop/wait/retry for ``policy``: built once, then only read (per-call state
+    lives in each ``RetryCallState``). Keyed by identity: hashing the policy on every call
+    would cost more than the lookup saves; the entry keeps both objects alive."""
+    key = (id(policy), id(rng))
+    entry = _CONTROLLERS.get(key)
+    if entry is not None and entry[0] is policy and entry[1] is rng:
+        return entry[2]
+    controller = AsyncRetrying(
+        stop=stop_after_attempt(policy.attempts_per_agent),
+        wait=backoff_wait(policy, rng=rng),
+        retry=retry_if_exception(
+            lambda e: isinstance(e, CallError) and _is_retryable(e, policy.retry_on)
+        ),
+    )
+    if len(_CONTROLLERS) > 1024:  # policies are few; this only bounds a pathological caller
+        _CONTROLLERS.clear()
+    _CONTROLLERS[key] = (policy, rng, controller)
+    return controller
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -634,13 +662,7 @@ async def run_with_recovery(
     # tenacity's stop/wait/retry objects decide; the loop drives them by hand so that it, not
     # tenacity, decides which exceptions are caught (never a BaseException such as
     # CancelledError) and can ask the breaker before every attempt.
-    controller = AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts_per_agent),
-        wait=backoff_wait(policy, rng=rng),
-        retry=retry_if_exception(
-            lambda e: isinstance(e, CallError) and _is_retryable(e, policy.retry_on)
-        ),
-    )
+    controller = _controller(policy, rng)
     primary_name = name_of(primary)
     records: list[Attempt] = []
     calls = retries = opened = 0
