@@ -1,7 +1,24 @@
-"""Parallel sub-agent dispatch, delegation and aggregation for LangChain and LangGraph."""
+"""Parallel sub-agent dispatch, delegation and aggregation for LangChain and LangGraph.
+
+Start with ``dispatch_agents`` (fan-out under limits), ``vote`` (ensembles) and the
+``create_*`` factories; every call goes through one pipeline with the budget, recovery,
+cache, rate limits and screening.
+"""
 
 from .agents import SubAgent
-from .call import CallPipeline, Task
+from .aggregate import (
+    aggregator_from,
+    best_result,
+    collect_all,
+    first_success,
+    mean,
+    median,
+    rank_by_metric,
+)
+from .breaker import BreakerConfig, CircuitBreaker
+from .cache import CacheMode, IdempotencyCache
+from .call import Task
+from .cost import CostLedger, Price, count_message_tokens, count_tokens, lookup_price
 from .dispatch import (
     Dispatcher,
     DispatchMode,
@@ -9,6 +26,7 @@ from .dispatch import (
     dispatch_agents,
     dispatch_agents_sync,
 )
+from .ensemble import vote, vote_sync
 from .errors import (
     AgentError,
     AgentLimitExceeded,
@@ -26,15 +44,22 @@ from .errors import (
     InjectionDetected,
     InvalidInputError,
     InvalidItem,
+    KeyNotFound,
     RefusedError,
     RetriesExhausted,
     SyncInAsyncError,
     UnpricedModel,
+    VoteTie,
 )
+from .hedging import HedgePolicy
 from .limits import DispatchResourceLimits
 from .prompts import PromptTemplate
+from .ratelimit import RateLimiter, shared_limiter
+from .recovery import ErrorRecoveryPolicy, ErrorStrategy
+from .redaction import RedactionMode, Redactor
 from .report import DispatchReport
 from .results import Attempt, Status, SubAgentResult
+from .security import InjectionPolicy, ScreeningPolicy
 from .stopping import (
     DispatchProgress,
     StopCondition,
@@ -43,20 +68,24 @@ from .stopping import (
     stop_on_first_failure,
     stop_when,
 )
+from .voting import Vote, majority_vote
 
 __all__ = [
     "AgentError",
     "AgentLimitExceeded",
     "Attempt",
+    "BreakerConfig",
     "BudgetExceeded",
     "CacheKeyError",
+    "CacheMode",
     "CallCancelled",
     "CallError",
-    "CallPipeline",
     "CallSkipped",
     "CallTimeout",
+    "CircuitBreaker",
     "CircuitOpen",
     "ConfigurationError",
+    "CostLedger",
     "DepthLimitExceeded",
     "DispatchFailed",
     "DispatchMode",
@@ -65,13 +94,24 @@ __all__ = [
     "DispatchResourceLimits",
     "DispatchResult",
     "Dispatcher",
+    "ErrorRecoveryPolicy",
+    "ErrorStrategy",
     "FanoutError",
+    "HedgePolicy",
+    "IdempotencyCache",
     "InjectionDetected",
+    "InjectionPolicy",
     "InvalidInputError",
     "InvalidItem",
+    "KeyNotFound",
+    "Price",
     "PromptTemplate",
+    "RateLimiter",
+    "RedactionMode",
+    "Redactor",
     "RefusedError",
     "RetriesExhausted",
+    "ScreeningPolicy",
     "Status",
     "StopCondition",
     "SubAgent",
@@ -79,10 +119,26 @@ __all__ = [
     "SyncInAsyncError",
     "Task",
     "UnpricedModel",
+    "Vote",
+    "VoteTie",
+    "aggregator_from",
+    "best_result",
+    "collect_all",
+    "count_message_tokens",
+    "count_tokens",
     "dispatch_agents",
     "dispatch_agents_sync",
+    "first_success",
+    "lookup_price",
+    "majority_vote",
+    "mean",
+    "median",
+    "rank_by_metric",
+    "shared_limiter",
     "stop_after_failures",
     "stop_after_successes",
     "stop_on_first_failure",
     "stop_when",
+    "vote",
+    "vote_sync",
 ]

@@ -32,7 +32,7 @@ from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel
 
-from .errors import ConfigurationError, FanoutError
+from .errors import ConfigurationError, KeyNotFound
 from .results import SubAgentResult
 from .stopping import StopCondition, stop_after_successes
 
@@ -66,31 +66,6 @@ _MISSING: Final = _Sentinel.MISSING
 _RAISE: Final = _Sentinel.RAISE
 _TRAILING_PUNCTUATION: Final = ".,;:!?。"
 _WRAPPERS: Final = "\"'`*"
-
-
-class KeyNotFound(FanoutError, LookupError):
-    """An output has no value under the key an aggregator reads.
-
-    Aggregators never raise it: they count such an output as an abstention. ``extract``
-    raises it when no ``default`` is given.
-
-    Attributes:
-        key: the dotted path, or the name of the key function.
-        output_type: type name of the output that lacked it.
-        available: top-level keys of the output, when it is a mapping.
-    """
-
-    def __init__(self, *, key: str, output_type: str, available: Sequence[str] = ()) -> None:
-        self.key = key
-        self.output_type = output_type
-        self.available = tuple(available)
-        shown = f" (it has {', '.join(map(repr, self.available[:8]))})" if self.available else ""
-        super().__init__(
-            f"key {key!r} not found in {output_type} output{shown}",
-            key=key,
-            output_type=output_type,
-            available=self.available,
-        )
 
 
 def extract(output: Any, key: Key = None, *, default: Any = _RAISE) -> Any:

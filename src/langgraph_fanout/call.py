@@ -43,6 +43,7 @@ from .errors import (
     InvalidItem,
     UnpricedModel,
 )
+from .hedging import HedgePolicy, HedgeTracker
 from .limits import Scope, SharedRun, SlotLease, current_scope, enter_scope, exit_scope
 from .prompts import PromptTemplate
 from .recovery import ErrorRecoveryPolicy, run_with_recovery
@@ -98,6 +99,7 @@ class Guards:
         counter: token counter for estimates (the default one when ``None``).
         sleep: the async sleep used for backoff (inject a fake in tests).
         rng: jitter source.
+        hedge: when to start a duplicate of a slow call (``None``: never).
     """
 
     policy: ErrorRecoveryPolicy = field(default_factory=ErrorRecoveryPolicy)
@@ -110,6 +112,7 @@ class Guards:
     counter: TokenCounter | None = None
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random | None = None
+    hedge: HedgePolicy | None = None
 
 
 @dataclass(slots=True)
@@ -121,6 +124,8 @@ class _Account:
     tokens_in: int = 0
     tokens_out: int = 0
     rate_wait: float = 0.0
+    hedges: int = 0
+    hedge_won: bool = False
 
 
 class _Failed(Exception):
@@ -170,6 +175,7 @@ class CallPipeline:
         self._prices: dict[int, Price | None] = {}
         self._identity: dict[int, dict[str, Any]] = {}
         self._unpriced_warned: set[str] = set()
+        self.hedging = None if guards.hedge is None else HedgeTracker(guards.hedge)
         self._needs_estimate = run.ledger.limit_usd is not None or (
             run.limiter is not None and run.limiter.limits.tokens_per_minute is not None
         )
@@ -253,6 +259,8 @@ class CallPipeline:
         started = loop.time()
 
         async def attempt(agent: SubAgent) -> Any:
+            if self.hedging is not None:
+                return await self._hedged(self.hedging, task, agent, prompt, account)
             return await self._attempt(task, agent, prompt, account)
 
         outcome = await run_with_recovery(
@@ -277,6 +285,8 @@ class CallPipeline:
             "output_tokens": account.tokens_out,
             "rate_wait_s": account.rate_wait,
             "breakers_opened": outcome.breaker_opened,
+            "hedges": account.hedges,
+            "hedge_won": account.hedge_won,
         }
         if outcome.error is not None:
             return SubAgentResult.from_error(
@@ -302,6 +312,50 @@ class CallPipeline:
             **common,
         )
 
+    async def _hedged(
+        self, tracker: HedgeTracker, task: Task, agent: SubAgent, prompt: Any, account: _Account
+    ) -> Any:
+        """An attempt that gets a duplicate if it runs past the hedge threshold.
+
+        The first copy to succeed wins; the other is cancelled (its reservation released)
+        and awaited, so no task outlives the attempt.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        tracker.started()
+        threshold = tracker.threshold_s()
+        first = asyncio.create_task(self._attempt(task, agent, prompt, account))
+        copies = [first]
+        try:
+            if threshold is not None:
+                done, _ = await asyncio.wait(copies, timeout=threshold)
+                if not done and tracker.try_launch():
+                    account.hedges += 1
+                    copies.append(asyncio.create_task(self._attempt(task, agent, prompt, account)))
+            pending: set[asyncio.Task[Any]] = set(copies)
+            error: BaseException | None = None
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for copy in sorted(done, key=copies.index):
+                    failure = copy.exception()
+                    if failure is None:
+                        tracker.observe(loop.time() - started)
+                        if copy is not first:
+                            tracker.record_win()
+                            account.hedge_won = True
+                        return copy.result()
+                    error = error or failure
+            assert error is not None
+            raise error
+        finally:
+            for copy in copies:
+                if not copy.done():
+                    copy.cancel()
+            await asyncio.wait(copies)
+            for copy in copies:
+                if not copy.cancelled():
+                    copy.exception()  # retrieved: a loser's error is not "never retrieved"
+
     async def _attempt(self, task: Task, agent: SubAgent, prompt: Any, account: _Account) -> Any:
         """One attempt of one agent: count, reserve, wait for the rate, take a slot, invoke."""
         run = self._run
@@ -310,7 +364,6 @@ class CallPipeline:
         reservation = run.ledger.reserve(agent=agent.name, estimate_usd=estimate)
         account.estimate = estimate
         capture: _CallUsage | None = None
-        invoked = False
         try:
             if run.limiter is not None:
                 account.rate_wait += await run.limiter.acquire(tokens)
@@ -323,7 +376,6 @@ class CallPipeline:
                 if agent.kind != "callable" or agent.accepts_config:
                     capture = _CallUsage(scope)
                     config = _with_call(config, capture, agent, task)
-                invoked = True
                 output = await self._invoke(agent, prompt, config)
             finally:
                 exit_scope(token)
@@ -338,12 +390,9 @@ class CallPipeline:
                     cost = self._settle(agent, capture, estimate, account)
                     reservation.commit(cost)
                     account.cost += cost
-                elif invoked and isinstance(exc, CallTimeout | asyncio.CancelledError):
-                    # Cut off in flight: the provider may still bill it, so the worst case
-                    # stays spent and the cap holds.
-                    reservation.commit(estimate)
-                    account.cost += estimate
                 else:
+                    # No usage came back: a refused, failed, timed-out or cancelled call is
+                    # not billed (an aborted request reports none), so the money is freed.
                     reservation.release()
             if run.limiter is not None and isinstance(exc, Exception):
                 wait = provider_retry_after(exc)

@@ -35,6 +35,7 @@ from typing import Any, TypeVar, overload
 from langchain_core.runnables import RunnableConfig
 
 from .agents import AgentLike, SubAgent
+from .aggregate import stop_condition_of
 from .breaker import BreakerRegistry, default_breakers
 from .cache import CacheMode, IdempotencyCache
 from .call import CallPipeline, Guards, Task
@@ -47,6 +48,7 @@ from .errors import (
     InvalidInputError,
     SyncInAsyncError,
 )
+from .hedging import HedgePolicy
 from .ledger import CostLedger
 from .limits import DispatchResourceLimits, SharedRun, Slots, current_scope
 from .prompts import PromptTemplate, validate_arguments
@@ -173,6 +175,7 @@ class Dispatcher:
         breakers: BreakerRegistry | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         rng: random.Random | None = None,
+        hedge: HedgePolicy | None = None,
     ) -> None:
         self.agent = None if agent is None else SubAgent.of(agent)
         self.agents = {name: SubAgent.of(a, name=name) for name, a in (agents or {}).items()}
@@ -187,7 +190,7 @@ class Dispatcher:
             choices = [m.value for m in DispatchMode]
             raise ConfigurationError(f"mode must be one of {choices}, got {mode!r}") from None
         self.aggregate = aggregate
-        conditions = [c for c in (stop, _stop_condition_of(aggregate)) if c is not None]
+        conditions = [c for c in (stop, stop_condition_of(aggregate)) if c is not None]
         self.stop: StopCondition | None = None
         for c in conditions:
             self.stop = c if self.stop is None else self.stop | c
@@ -212,6 +215,7 @@ class Dispatcher:
             prices=prices,
             sleep=sleep if sleep is not None else asyncio.sleep,
             rng=rng,
+            hedge=hedge,
         )
         for fallback in policy.fallback_tools:
             self._resolve(fallback)  # unknown names fail here, not at the first failure
@@ -565,15 +569,6 @@ def _never_started(task: Task, reason: str) -> SubAgentResult:
     )
 
 
-def _stop_condition_of(aggregate: Any) -> StopCondition | None:
-    factory = getattr(aggregate, "stop_condition", None)
-    if callable(factory):
-        condition = factory()
-        if condition is None or isinstance(condition, StopCondition):
-            return condition
-    return None
-
-
 def _check_indices(tasks: Sequence[Task]) -> None:
     for position, task in enumerate(tasks):
         if task.index != position:
@@ -610,7 +605,7 @@ async def dispatch_agents(
         config: passed to every sub-agent call.
         **guards: the other ``Dispatcher`` options: ``policy``, ``agents`` (registry for
             fallbacks), ``cache``, ``cache_mode``, ``screening``, ``prices``, ``ledger``,
-            ``rate_limiter``, ``breakers``, ``sleep``, ``rng``.
+            ``rate_limiter``, ``breakers``, ``sleep``, ``rng``, ``hedge``.
 
     Returns:
         A ``DispatchResult``: ``.results`` in input order, ``.report``, ``.aggregate``.

@@ -7,6 +7,8 @@ Split by what the caller can do about it::
     │   └── InvalidInputError        bad templates/arguments, names the item indices
     ├── DispatchFailed               all-or-nothing dispatch failed; carries every result
     ├── SyncInAsyncError             a sync twin was called inside a running event loop
+    ├── KeyNotFound                  an output has no value under an aggregator's key
+    ├── VoteTie                      a vote tied and ``tie_break="raise"``
     └── CallError                    a call produced no output (kept in its result)
         ├── AgentError               the agent raised; ``.cause_type``, ``.retryable``
         ├── CallTimeout              an attempt ran past ``max_agent_duration_s`` (a TimeoutError)
@@ -29,7 +31,7 @@ pickling (results cross process boundaries in checkpoints and worker pools).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 __all__ = [
@@ -49,10 +51,12 @@ __all__ = [
     "InjectionDetected",
     "InvalidInputError",
     "InvalidItem",
+    "KeyNotFound",
     "RefusedError",
     "RetriesExhausted",
     "SyncInAsyncError",
     "UnpricedModel",
+    "VoteTie",
 ]
 
 
@@ -350,6 +354,50 @@ class InvalidItem(RefusedError):
         super().__init__(f"item {index}: {reason}", index=index, reason=reason)
 
 
+class KeyNotFound(FanoutError, LookupError):
+    """An output has no value under the key an aggregator reads.
+
+    Aggregators never raise it: they count such an output as an abstention. ``extract``
+    raises it when no ``default`` is given.
+
+    Attributes:
+        key: the dotted path, or the name of the key function.
+        output_type: type name of the output that lacked it.
+        available: top-level keys of the output, when it is a mapping.
+    """
+
+    def __init__(self, *, key: str, output_type: str, available: Sequence[str] = ()) -> None:
+        self.key = key
+        self.output_type = output_type
+        self.available = tuple(available)
+        shown = f" (it has {', '.join(map(repr, self.available[:8]))})" if self.available else ""
+        super().__init__(
+            f"key {key!r} not found in {output_type} output{shown}",
+            key=key,
+            output_type=output_type,
+            available=self.available,
+        )
+
+
+class VoteTie(FanoutError):
+    """A vote with ``tie_break="raise"`` ended with two or more answers on top.
+
+    Attributes:
+        tied: the normalised answers that tied, in lexical order.
+        weight: the vote weight each of them has.
+    """
+
+    def __init__(self, *, tied: Sequence[Hashable], weight: float) -> None:
+        self.tied = tuple(tied)
+        self.weight = weight
+        super().__init__(
+            f"vote tied between {', '.join(map(repr, self.tied))} at {weight:g} vote(s) each; "
+            "pass tie_break='first' or 'lexical' to settle ties",
+            tied=self.tied,
+            weight=weight,
+        )
+
+
 _KIND: dict[type[FanoutError], str] = {
     AgentError: "agent_error",
     CallTimeout: "timeout",
@@ -364,4 +412,6 @@ _KIND: dict[type[FanoutError], str] = {
     InjectionDetected: "injection",
     CacheKeyError: "cache_key",
     InvalidItem: "invalid_item",
+    KeyNotFound: "key_not_found",
+    VoteTie: "vote_tie",
 }

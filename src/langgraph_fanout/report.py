@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .errors import CallCancelled
 from .results import Status, SubAgentResult
 
 __all__ = ["DispatchReport", "ReportBuilder"]
@@ -37,6 +38,10 @@ class DispatchReport:
         cache_hits: inputs served by the idempotency cache (or shared with a call in flight).
         retries / fallbacks / breaker_openings: recovery counts.
         rate_wait_s: total time inputs waited on rate limiters (not part of call latency).
+        hedges_launched / hedges_won: duplicates started for slow calls, and how many won.
+        calls_saved: inputs a stop condition ended before they were called (e.g. voters
+            no longer needed once the vote was decided). cost_saved_usd: those calls
+            priced at the mean cost of this dispatch's successful calls (an estimate).
     """
 
     inputs: int = 0
@@ -68,7 +73,10 @@ class DispatchReport:
     fallbacks: int = 0
     breaker_openings: int = 0
     rate_wait_s: float = 0.0
+    hedges_launched: int = 0
+    hedges_won: int = 0
     calls_saved: int = 0
+    cost_saved_usd: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -111,11 +119,17 @@ class ReportBuilder:
         self._fallbacks = 0
         self._rate_wait = 0.0
         self._breakers = 0
+        self._hedges = 0
+        self._hedges_won = 0
+        self._saved = 0
 
     def add(self, result: SubAgentResult) -> None:
         self._status[result.status] += 1
-        if result.error is not None:
-            self._kinds[result.error.kind] += 1
+        error = result.error
+        if error is not None:
+            self._kinds[error.kind] += 1
+            if isinstance(error, CallCancelled) and not error.started:
+                self._saved += 1
         attempts = result.attempts
         if attempts:
             self._latencies.append(result.duration_s)
@@ -142,6 +156,10 @@ class ReportBuilder:
             self._rate_wait += result.rate_wait_s
         if result.breakers_opened:
             self._breakers += result.breakers_opened
+        if result.hedges:
+            self._hedges += result.hedges
+            self._calls += result.hedges
+            self._hedges_won += result.hedge_won
 
     def build(self, *, wall_time_s: float, **extra: Any) -> DispatchReport:
         n = sum(self._status.values())
@@ -172,6 +190,10 @@ class ReportBuilder:
             fallbacks=self._fallbacks,
             rate_wait_s=self._rate_wait,
             breaker_openings=self._breakers,
+            hedges_launched=self._hedges,
+            hedges_won=self._hedges_won,
+            calls_saved=self._saved,
+            cost_saved_usd=self._saved * (self._spent / ok) if ok else 0.0,
             **extra,
         )
 

@@ -65,6 +65,7 @@ class SubAgentResult:
         sample: sample index (distinct voters of one vote have distinct samples).
         flags: screening flags (prompt-injection markers found in the arguments, redactions).
         breakers_opened: circuit breakers this input's failures opened.
+        hedges / hedge_won: duplicates started for this slow call, and whether one won.
     """
 
     index: int
@@ -84,6 +85,8 @@ class SubAgentResult:
     sample: int = 0
     flags: tuple[str, ...] = field(default=())
     breakers_opened: int = 0
+    hedges: int = 0
+    hedge_won: bool = False
 
     @property
     def ok(self) -> bool:

@@ -29,7 +29,7 @@ from fractions import Fraction
 from typing import Any, Final, Literal, TypeAlias
 
 from .aggregate import Key, by_index, extract, key_name, normalize_answer
-from .errors import ConfigurationError, FanoutError
+from .errors import ConfigurationError, VoteTie
 from .results import Status, SubAgentResult
 from .stopping import DispatchProgress, StopCondition
 
@@ -49,25 +49,6 @@ EarlyRule: TypeAlias = Literal["exact", "adaptive"]
 _ABSENT: Final = object()
 _UNSEEN: Final = object()  # stands for any answer no voter has given yet
 _EXACT_SUM_LIMIT: Final = 2000
-
-
-class VoteTie(FanoutError):
-    """A vote with ``tie_break="raise"`` ended with two or more answers on top.
-
-    Attributes:
-        tied: the normalised answers that tied, in lexical order.
-        weight: the vote weight each of them has.
-    """
-
-    def __init__(self, *, tied: Sequence[Hashable], weight: float) -> None:
-        self.tied = tuple(tied)
-        self.weight = weight
-        super().__init__(
-            f"vote tied between {', '.join(map(repr, self.tied))} at {weight:g} vote(s) each; "
-            "pass tie_break='first' or 'lexical' to settle ties",
-            tied=self.tied,
-            weight=weight,
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

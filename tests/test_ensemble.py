@@ -1,0 +1,172 @@
+"""Ensembles that decide early, and hedged calls (virtual time: nothing waits for real)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import fakeclock
+from langgraph_fanout import DispatchResourceLimits, SubAgent, SyncInAsyncError, dispatch_agents
+from langgraph_fanout.cost import Price
+from langgraph_fanout.ensemble import vote, vote_sync
+from langgraph_fanout.errors import CallCancelled, ConfigurationError
+from langgraph_fanout.hedging import HedgePolicy
+from langgraph_fanout.ledger import CostLedger
+from langgraph_fanout.testing import SimulatedChatModel
+from langgraph_fanout.voting import Vote, majority_vote
+
+CENT = Price(input_per_mtok=0.0, output_per_mtok=10_000.0)  # one output token = $0.01
+
+
+def voter(name: str, answer: str, latency_s: float = 0.0, max_tokens: int = 1) -> SubAgent:
+    model = SimulatedChatModel(
+        model_name=name,
+        responses=[answer],
+        cycle_responses=True,
+        latency_s=latency_s,
+        usage_override=(10, 1),
+        max_tokens=max_tokens,  # the simulator cuts answers to it
+    )
+    return SubAgent.of(model, price=CENT)
+
+
+async def test_nine_voters_first_five_agree_stops_after_five() -> None:
+    model = SimulatedChatModel(
+        model_name="judge", responses=["yes"] * 5 + ["no"] * 4, usage_override=(10, 1), max_tokens=1
+    )
+    result = await vote(
+        "Is {x} a fruit?",
+        {"x": "apple"},
+        agent=SubAgent.of(model, price=CENT),
+        n=9,
+        limits=DispatchResourceLimits(max_concurrent=1, max_total_cost_usd=1.0),
+    )
+    outcome = result.aggregate
+    assert isinstance(outcome, Vote)
+    assert outcome.winner == "yes"
+    assert outcome.decided_early
+    assert model.calls == 5
+    assert result.report.spent_usd == pytest.approx(0.05)
+    assert result.report.calls_saved == 4
+    assert result.report.cost_saved_usd == pytest.approx(0.04)
+    assert all(isinstance(r.error, CallCancelled) and not r.error.started for r in result[5:])
+
+
+def test_voters_in_flight_are_cancelled_and_not_billed() -> None:
+    async def scenario() -> Any:
+        agents = [voter(f"v{i}", "yes" if i < 5 else "no", latency_s=1.0 + i) for i in range(9)]
+        ledger = CostLedger(1.0)
+        result = await vote("Q?", agents=agents, ledger=ledger)
+        return result, ledger
+
+    result, ledger = fakeclock.run(scenario())
+    assert result.aggregate.winner == "yes"
+    assert result.report.succeeded == 5
+    in_flight = [r for r in result if isinstance(r.error, CallCancelled)]
+    assert len(in_flight) == 4 and all(r.error.started for r in in_flight)
+    assert ledger.spent_usd == pytest.approx(0.05)  # the cancelled voters' reservations freed
+    assert ledger.reserved_usd == 0.0
+    assert result.report.wall_time_s == pytest.approx(5.0, abs=1e-3)
+
+
+async def test_five_models_vote_on_a_classification() -> None:
+    answers = ["electronics", "Electronics.", "electronics", "toys", "electronics "]
+    result = await vote(
+        "Classify: {item}",
+        {"item": "USB-C charger"},
+        agents=[voter(f"model-{i}", a, max_tokens=20) for i, a in enumerate(answers)],
+        by=majority_vote(early=None),
+    )
+    outcome = result.aggregate
+    assert outcome.winner.strip().rstrip(".").lower() == "electronics"
+    assert outcome.counts[outcome.winner_key] == 4
+    assert not outcome.unanimous and not outcome.decided_early
+    assert outcome.share == pytest.approx(0.8)
+
+
+async def test_vote_rejects_bad_arguments() -> None:
+    with pytest.raises(ConfigurationError, match="exactly one of"):
+        await vote("Q", agents=[voter("a", "x")], agent=voter("b", "y"))
+    with pytest.raises(ConfigurationError, match="distinct"):
+        await vote("Q", agents=[voter("a", "x"), voter("a", "y")])
+    with pytest.raises(SyncInAsyncError):
+        vote_sync("Q", agent=voter("a", "x"))
+
+
+def test_vote_sync_outside_a_loop() -> None:
+    result = vote_sync("Q", agent=voter("solo", "x"), n=3)
+    assert result.aggregate.winner == "x"
+
+
+# ----------------------------------------------------------------------------------- hedging
+
+
+class TwoSpeed:
+    """An agent whose first call takes 10 s and every later one 0.1 s."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.cancelled = 0
+
+    async def __call__(self, prompt: str) -> str:
+        self.calls += 1
+        delay = 10.0 if self.calls == 1 else 0.1
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return f"done after {delay}"
+
+
+def test_slow_call_is_beaten_by_its_hedge() -> None:
+    agent = TwoSpeed()
+
+    async def scenario() -> Any:
+        ledger = CostLedger(1.0)
+        result = await dispatch_agents(
+            None,
+            ["q"],
+            agent=agent,
+            ledger=ledger,
+            hedge=HedgePolicy(after_s=1.0, max_extra_ratio=1.0),
+        )
+        return result, ledger
+
+    result, ledger = fakeclock.run(scenario())
+    r = result[0]
+    assert r.ok and r.output == "done after 0.1"
+    assert (r.hedges, r.hedge_won) == (1, True)
+    assert agent.calls == 2 and agent.cancelled == 1  # the loser was cancelled
+    assert r.duration_s == pytest.approx(1.1, abs=1e-3)
+    assert ledger.reserved_usd == 0.0 and ledger.in_flight == 0  # its reservation released
+    assert result.report.hedges_launched == 1 and result.report.hedges_won == 1
+    assert result.report.calls_started == 2
+
+
+def test_hedges_are_capped() -> None:
+    agent = TwoSpeed()
+
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            None, ["q"], agent=agent, hedge=HedgePolicy(after_s=1.0, max_extra_ratio=0.05)
+        )
+
+    result = fakeclock.run(scenario())
+    assert result[0].hedges == 0  # 1 hedge would be 100% extra calls, above the 5% cap
+    assert result[0].duration_s == pytest.approx(10.0, abs=1e-3)
+
+
+def test_adaptive_threshold_waits_for_enough_samples() -> None:
+    policy = HedgePolicy(min_samples=3, percentile=0.5)
+    from langgraph_fanout.hedging import HedgeTracker
+
+    tracker = HedgeTracker(policy)
+    assert tracker.threshold_s() is None
+    for latency in (3.0, 1.0, 2.0):
+        tracker.observe(latency)
+    assert tracker.threshold_s() == 2.0
+    with pytest.raises(ConfigurationError):
+        HedgePolicy(percentile=1.5)
