@@ -164,13 +164,19 @@ class CallPipeline:
     """Runs a ``Task`` through the guards and returns its ``SubAgentResult``."""
 
     def __init__(
-        self, *, run: SharedRun, depth: int, config: RunnableConfig | None, guards: Guards
+        self,
+        *,
+        run: SharedRun,
+        depth: int,
+        config: RunnableConfig | None,
+        guards: Guards,
+        timeout_s: float | None = None,
     ) -> None:
         self._run = run
         self._depth = depth
         self._config = config
         self._guards = guards
-        self._timeout = run.limits.max_agent_duration_s
+        self._timeout = timeout_s
         self._fallbacks = tuple(guards.resolve(f) for f in guards.policy.fallback_tools)
         self._prices: dict[int, Price | None] = {}
         self._identity: dict[int, dict[str, Any]] = {}
@@ -369,7 +375,7 @@ class CallPipeline:
                 account.rate_wait += await run.limiter.acquire(tokens)
             lease = SlotLease(run.concurrency)
             await lease.acquire()
-            scope = Scope(run, self._depth, lease)
+            scope = Scope(run, self._depth, lease, asyncio.get_running_loop())
             token = enter_scope(scope)
             try:
                 config = self._config

@@ -45,6 +45,7 @@ from .errors import (
     ConfigurationError,
     DepthLimitExceeded,
     DispatchFailed,
+    FanoutError,
     InvalidInputError,
     SyncInAsyncError,
 )
@@ -153,6 +154,20 @@ class Dispatcher:
         aggregate: a callable applied to the results (``majority_vote()``...); if it has a
             ``stop_condition()`` the dispatch may stop as soon as the outcome is decided.
         config: a ``RunnableConfig`` passed to every sub-agent (callbacks, tags, metadata).
+        policy: retries, fallbacks and breakers (``ErrorRecoveryPolicy()``: two retries of
+            transient errors, a breaker per agent).
+        agents: a registry ``name -> agent`` for fallbacks and tasks that name their agent.
+        cache: ``True`` for the process-wide in-memory idempotency cache, or an
+            ``IdempotencyCache`` (e.g. over ``SqliteCache``); off by default.
+        screening: argument screening and output redaction (default: flag injection
+            markers, no redaction).
+        prices: model id -> ``Price`` for models the price table does not know.
+        ledger / rate_limiter: a budget or a limiter to share with other dispatches.
+        run: a ``SharedRun`` to share budget, agent count and concurrency with other
+            dispatches (e.g. every call of a tool in one agent run); nested dispatches
+            share their parent's without being told.
+        hedge: start a duplicate of slow calls (``HedgePolicy``).
+        breakers / sleep / rng: injection points (breaker registry, backoff sleep, jitter).
     """
 
     def __init__(
@@ -176,6 +191,7 @@ class Dispatcher:
         sleep: Callable[[float], Awaitable[None]] | None = None,
         rng: random.Random | None = None,
         hedge: HedgePolicy | None = None,
+        run: SharedRun | None = None,
     ) -> None:
         self.agent = None if agent is None else SubAgent.of(agent)
         self.agents = {name: SubAgent.of(a, name=name) for name, a in (agents or {}).items()}
@@ -205,6 +221,7 @@ class Dispatcher:
             cache = default_cache()
         self.ledger = ledger
         self.rate_limiter = rate_limiter
+        self.run_state = run
         self.guards = Guards(
             policy=policy,
             resolve=self._resolve,
@@ -404,7 +421,12 @@ class Dispatcher:
             raise DispatchFailed(
                 reason=f"{report.succeeded} successes < min_success_count={need}", results=results
             )
-        aggregate = self.aggregate(results) if self.aggregate is not None else None
+        aggregate = None
+        if self.aggregate is not None:
+            try:
+                aggregate = self.aggregate(results)
+            except FanoutError as exc:  # e.g. VoteTie with tie_break="raise": keep the results
+                raise DispatchFailed(reason=f"aggregate failed: {exc}", results=results) from exc
         return DispatchResult(results, report, aggregate)
 
     async def _execute(
@@ -414,8 +436,15 @@ class Dispatcher:
         scope = current_scope()
         limits = self.limits
         if scope is None:
-            shared = SharedRun.create(limits, ledger=self.ledger, limiter=self.rate_limiter)
+            shared = self.run_state or SharedRun.create(
+                limits, ledger=self.ledger, limiter=self.rate_limiter
+            )
             depth = 1
+        elif scope.loop is not None and scope.loop is not loop:
+            # Nested from another thread's event loop (a sync twin inside a sub-agent): the
+            # budget, agent count and rate limiter are shared, the loop-bound slots are not.
+            shared = scope.run.on_another_loop()
+            depth = scope.depth + 1
         else:
             shared = scope.run
             depth = scope.depth + 1
@@ -436,7 +465,18 @@ class Dispatcher:
                     await pending
             return state, builder.build(wall_time_s=0.0, stop_reason=str(refusal))
 
-        pipeline = CallPipeline(run=shared, depth=depth, config=self.config, guards=self.guards)
+        own_timeout = limits.max_agent_duration_s
+        if own_timeout is None:
+            own_timeout = shared.limits.max_agent_duration_s
+        pipeline = CallPipeline(
+            run=shared,
+            depth=depth,
+            config=self.config,
+            guards=self.guards,
+            timeout_s=own_timeout
+            if own_timeout is not None
+            else shared.limits.max_agent_duration_s,
+        )
         timer = None
         if limits.max_total_duration_s is not None:
             timer = loop.call_later(

@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import math
+import threading
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from .errors import AgentLimitExceeded, ConfigurationError
 from .ledger import CostLedger
@@ -214,7 +215,19 @@ class SharedRun:
     concurrency: Slots | None
     ledger: CostLedger
     limiter: RateLimiter | None = None
-    agents_started: int = 0
+    # A list so that views on other loops (``on_another_loop``) count into the same cell.
+    _started: list[int] = field(default_factory=lambda: [0])
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def agents_started(self) -> int:
+        return self._started[0]
+
+    @agents_started.setter
+    def agents_started(self, value: int) -> None:
+        """Set when a run is rebuilt (e.g. a graph resumed from its checkpoint)."""
+        with self._lock:
+            self._started[0] = value
 
     @classmethod
     def create(
@@ -247,18 +260,28 @@ class SharedRun:
     def count_agent(self) -> None:
         """Count one call about to start; refuse it past ``max_total_agents``."""
         cap = self.limits.max_total_agents
-        if cap is not None and self.agents_started >= cap:
-            raise AgentLimitExceeded(limit=cap)
-        self.agents_started += 1
+        with self._lock:  # a run may be shared by sync twins in worker threads
+            if cap is not None and self._started[0] >= cap:
+                raise AgentLimitExceeded(limit=cap)
+            self._started[0] += 1
+
+    def on_another_loop(self) -> SharedRun:
+        """A view for a nested dispatch on another thread's event loop: same budget,
+        agent count and limiter; its own concurrency slots (slots belong to one loop)."""
+        view = SharedRun.create(self.limits, ledger=self.ledger, limiter=self.limiter)
+        view._started = self._started
+        view._lock = self._lock
+        return view
 
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """Where the current code runs: the shared run, the depth, and the call's slot."""
+    """Where the current code runs: the shared run, the depth, the call's slot and loop."""
 
     run: SharedRun
     depth: int
     lease: SlotLease | None = None
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 _SCOPE: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
