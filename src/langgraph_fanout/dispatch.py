@@ -224,7 +224,7 @@ class Dispatcher:
         self.run_state = run
         self.guards = Guards(
             policy=policy,
-            resolve=self._resolve,
+            resolve=self.resolve,
             breakers=breakers if breakers is not None else default_breakers,
             cache=cache or None,
             cache_mode=CacheMode(cache_mode),
@@ -235,9 +235,9 @@ class Dispatcher:
             hedge=hedge,
         )
         for fallback in policy.fallback_tools:
-            self._resolve(fallback)  # unknown names fail here, not at the first failure
+            self.resolve(fallback)  # unknown names fail here, not at the first failure
 
-    def _resolve(self, ref: Any) -> SubAgent:
+    def resolve(self, ref: Any) -> SubAgent:
         """A fallback or task agent by name (from ``agents=``) or as an object."""
         if isinstance(ref, str):
             try:
@@ -293,7 +293,7 @@ class Dispatcher:
 
     def _agent(self, agent: AgentLike | None) -> SubAgent:
         if agent is not None:
-            return self._resolve(agent)
+            return self.resolve(agent)
         if self.agent is None:
             raise ConfigurationError("no agent: pass agent=... to the Dispatcher or the call")
         return self.agent
