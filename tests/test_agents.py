@@ -122,3 +122,28 @@ def test_bad_agents_are_rejected() -> None:
         SubAgent.of("gpt-4o")
     with pytest.raises(ConfigurationError, match="max_output_tokens"):
         SubAgent.of(lambda x: x, max_output_tokens=0)
+
+
+def test_chat_models_that_retry_on_their_own_are_warned_about() -> None:
+    from langchain_openai import ChatOpenAI
+
+    from langgraph_fanout.agents import ClientRetriesWarning
+
+    with pytest.warns(ClientRetriesWarning, match="max_retries=0"):
+        SubAgent.of(ChatOpenAI(model="gpt-4.1-nano", api_key="sk-test"))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SubAgent.of(ChatOpenAI(model="gpt-4.1-nano", api_key="sk-test", max_retries=0))
+
+
+def test_error_details_never_carry_secrets() -> None:
+    from langgraph_fanout.recovery import classify_error
+
+    err = classify_error(
+        PermissionError("invalid key sk-proj-0123456789abcdefghijklmnop for jane@example.com"),
+        agent="a",
+    )
+    assert "sk-proj" not in str(err) and "jane@example.com" not in str(err)
+    assert "[REDACTED:OPENAI_KEY]" in str(err)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,7 +37,7 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:
     from .cost import Price
 
-__all__ = ["AgentLike", "SubAgent"]
+__all__ = ["AgentLike", "ClientRetriesWarning", "SubAgent"]
 
 AgentLike = Any
 """Anything ``SubAgent.of`` accepts: a SubAgent, chat model, Runnable or callable."""
@@ -110,6 +111,7 @@ class SubAgent:
         if max_output_tokens is not None and max_output_tokens <= 0:
             raise ConfigurationError(f"max_output_tokens must be > 0, got {max_output_tokens}")
         if isinstance(obj, BaseChatModel):
+            _warn_client_retries(obj)
             model = model or _model_id(obj)
             max_out = max_output_tokens or _int_or_none(getattr(obj, "max_tokens", None))
             if max_out is None:
@@ -221,6 +223,31 @@ class SubAgent:
 
 async def _await(value: Awaitable[Any]) -> Any:
     return await value
+
+
+class ClientRetriesWarning(UserWarning):
+    """A chat model retries on its own (e.g. ``ChatOpenAI`` retries twice by default), so
+    retries multiply and backoff is not ours: build it with ``max_retries=0``."""
+
+
+_WARNED_RETRIES: set[tuple[str, str | None]] = set()
+
+
+def _warn_client_retries(model: BaseChatModel) -> None:
+    if "max_retries" not in type(model).model_fields:
+        return
+    retries = getattr(model, "max_retries", None)
+    key = (type(model).__name__, _model_id(model))
+    if retries == 0 or key in _WARNED_RETRIES:
+        return
+    _WARNED_RETRIES.add(key)
+    shown = "the client's default" if retries is None else str(retries)
+    warnings.warn(
+        f"{key[0]}({key[1]!r}) retries on its own ({shown} retries): our recovery policy "
+        "already retries transient errors with backoff and Retry-After; pass max_retries=0",
+        ClientRetriesWarning,
+        stacklevel=3,
+    )
 
 
 def _model_id(model: BaseChatModel) -> str | None:

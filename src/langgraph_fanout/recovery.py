@@ -50,6 +50,7 @@ from .errors import (
     RetriesExhausted,
 )
 from .results import Attempt
+from .security import safe_message
 
 __all__ = [
     "ErrorRecoveryPolicy",
@@ -285,7 +286,8 @@ def retry_after_s(exc: BaseException, *, now: float | None = None) -> float | No
 
 
 def _detail(exc: BaseException) -> str:
-    text = " ".join(_safe_str(exc).split()) or "(no message)"
+    # Provider errors may echo a key or a user's data: results and logs never carry them.
+    text = safe_message(" ".join(_safe_str(exc).split())) or "(no message)"
     if len(text) > DETAIL_MAX_CHARS:
         text = text[: DETAIL_MAX_CHARS - 1] + "…"
     return text
