@@ -33,7 +33,7 @@ from langchain_core.runnables import RunnableConfig
 from .agents import SubAgent
 from .breaker import BreakerRegistry, default_breakers
 from .cache import CacheEntry, CacheMode, CacheSource, IdempotencyCache, cache_key
-from .cost import Price, TokenCounter, UsageCapture, estimate_cost, lookup_price
+from .cost import Price, Reservation, TokenCounter, UsageCapture, estimate_cost, lookup_price
 from .errors import (
     AgentError,
     CacheKeyError,
@@ -367,7 +367,11 @@ class CallPipeline:
         run = self._run
         run.count_agent()
         estimate, tokens = self._estimate(agent, prompt) if self._needs_estimate else (0.0, 0)
-        reservation = run.ledger.reserve(agent=agent.name, estimate_usd=estimate)
+        # Nothing to hold for a zero estimate (a callable, or no budget): a real cost found
+        # afterwards is still committed (as overshoot of a zero reservation).
+        reservation = (
+            run.ledger.reserve(agent=agent.name, estimate_usd=estimate) if estimate else None
+        )
         account.estimate = estimate
         capture: _CallUsage | None = None
         try:
@@ -379,32 +383,41 @@ class CallPipeline:
             token = enter_scope(scope)
             try:
                 config = self._config
-                if agent.kind != "callable" or agent.accepts_config:
+                if agent.accepts_config:
                     capture = _CallUsage(scope)
                     config = _with_call(config, capture, agent, task)
                 output = await self._invoke(agent, prompt, config)
             finally:
                 exit_scope(token)
                 lease.release()
-            cost = self._settle(agent, capture, estimate, account)
-            reservation.commit(cost)
-            account.cost += cost
-            return output
         except BaseException as exc:
-            if not reservation.settled:
-                if capture is not None and capture.total().total_tokens:
-                    cost = self._settle(agent, capture, estimate, account)
-                    reservation.commit(cost)
-                    account.cost += cost
-                else:
-                    # No usage came back: a refused, failed, timed-out or cancelled call is
-                    # not billed (an aborted request reports none), so the money is freed.
-                    reservation.release()
+            if capture is not None and capture.total().total_tokens:
+                cost = self._settle(agent, capture, estimate, account)
+                self._charge(agent, reservation, cost, account)
+            elif reservation is not None:
+                # No usage came back: a refused, failed, timed-out or cancelled call is not
+                # billed (an aborted request reports none), so the money is freed.
+                reservation.release()
             if run.limiter is not None and isinstance(exc, Exception):
                 wait = provider_retry_after(exc)
                 if wait is not None:
                     run.limiter.pause(min(wait, self._guards.policy.retry_after_cap_s))
             raise
+        if capture is not None or reservation is not None:
+            cost = self._settle(agent, capture, estimate, account)
+            self._charge(agent, reservation, cost, account)
+        return output
+
+    def _charge(
+        self, agent: SubAgent, reservation: Reservation | None, cost: float, account: _Account
+    ) -> None:
+        """Settle an attempt's reservation with its real cost."""
+        if reservation is None:
+            if not cost:
+                return
+            reservation = self._run.ledger.reserve(agent=agent.name, estimate_usd=0.0)
+        reservation.commit(cost)
+        account.cost += cost
 
     async def _invoke(self, agent: SubAgent, prompt: Any, config: RunnableConfig | None) -> Any:
         try:

@@ -691,7 +691,8 @@ async def run_with_recovery(
         breaker: CircuitBreaker | None = (
             None if policy.breaker is None else registry.get(name, policy.breaker)
         )
-        state = RetryCallState(controller, None, (), {})
+        # Built at the first failure only: most calls succeed at once and never need it.
+        state: RetryCallState | None = None
         wait = 0.0
         while True:
             if breaker is not None and not breaker.try_acquire():
@@ -700,7 +701,7 @@ async def run_with_recovery(
                 last = refusal
                 record(name, refusal, wait, 0.0)
                 break
-            if state.attempt_number > 1:
+            if state is not None:
                 retries += 1
             started = clock()
             try:
@@ -741,6 +742,8 @@ async def run_with_recovery(
                     opened += breaker.record_failure()
                 else:
                     breaker.release_probe()
+            if state is None:
+                state = RetryCallState(controller, None, (), {})
             state.set_exception((type(err), err, err.__traceback__))
             if not controller.retry(state) or controller.stop(state):
                 break
