@@ -181,12 +181,17 @@ class CircuitBreaker:
         Half-open, an admitted call is a probe and holds one of ``half_open_max_calls``
         slots until its verdict (or ``release_probe``) comes back.
         """
+        # Closed is the common case, and reading one attribute is atomic: no lock needed
+        # (a failure opening the circuit at this instant would not have stopped this call).
+        if self._state is BreakerState.CLOSED:
+            return True
         with self._lock:
             self._refresh(self._clock())
-            if self._state is BreakerState.CLOSED:
+            state: BreakerState = self._state  # may have changed since the unlocked read
+            if state is BreakerState.CLOSED:
                 return True
             if (
-                self._state is BreakerState.HALF_OPEN
+                state is BreakerState.HALF_OPEN
                 and self._probes_in_flight < self.config.half_open_max_calls
             ):
                 self._probes_in_flight += 1
@@ -214,6 +219,8 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """Report a call that succeeded; a half-open breaker closes and forgets its failures."""
+        if self._state is BreakerState.CLOSED:
+            return  # nothing changes; stale failures are pruned by the next failure
         with self._lock:
             self._refresh(self._clock())
             if self._state is BreakerState.HALF_OPEN:
@@ -306,6 +313,9 @@ class BreakerRegistry:
 
     def get(self, name: str, config: BreakerConfig | None = None) -> CircuitBreaker:
         """The breaker of ``name``, created on first use."""
+        breaker = self._breakers.get(name)  # a dict read is atomic: lock only to create
+        if breaker is not None:
+            return breaker
         with self._lock:
             breaker = self._breakers.get(name)
             if breaker is None:

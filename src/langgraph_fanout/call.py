@@ -280,42 +280,32 @@ class CallPipeline:
             rng=guards.rng,
             clock=loop.time,
         )
-        duration = loop.time() - started - account.rate_wait
-        common: dict[str, Any] = {
-            "duration_s": max(0.0, duration),
-            "attempts": outcome.attempts,
-            "agent_used": outcome.agent_used,
-            "cost_usd": account.cost,
-            "estimated_cost_usd": account.estimate,
-            "input_tokens": account.tokens_in,
-            "output_tokens": account.tokens_out,
-            "rate_wait_s": account.rate_wait,
-            "breakers_opened": outcome.breaker_opened,
-            "hedges": account.hedges,
-            "hedge_won": account.hedge_won,
-        }
-        if outcome.error is not None:
-            return SubAgentResult.from_error(
-                index=task.index,
-                agent=task.agent.name,
-                error=outcome.error,
-                sample=task.sample,
-                **common,
-            )
+        error = outcome.error
         output = outcome.output
-        screening = guards.screening
         flags: tuple[str, ...] = ()
-        if screening is not None and screening.redact_outputs:
+        screening = guards.screening
+        if error is None and screening is not None and screening.redact_outputs:
             output, report = screening.screen_output(output)
             flags = tuple(f"redacted:{kind}:{n}" for kind, n in sorted(report.counts.items()))
         return SubAgentResult(
             index=task.index,
             agent=task.agent.name,
-            status=Status.OK,
+            status=Status.OK if error is None else SubAgentResult.status_of(error),
             output=output,
+            error=error,
+            duration_s=max(0.0, loop.time() - started - account.rate_wait),
+            attempts=outcome.attempts,
+            agent_used=outcome.agent_used,
+            cost_usd=account.cost,
+            estimated_cost_usd=account.estimate,
+            input_tokens=account.tokens_in,
+            output_tokens=account.tokens_out,
+            rate_wait_s=account.rate_wait,
             sample=task.sample,
             flags=flags,
-            **common,
+            breakers_opened=outcome.breaker_opened,
+            hedges=account.hedges,
+            hedge_won=account.hedge_won,
         )
 
     async def _hedged(

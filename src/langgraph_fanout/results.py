@@ -105,17 +105,21 @@ class SubAgentResult:
     def error_kind(self) -> str | None:
         return None if self.error is None else self.error.kind
 
+    @staticmethod
+    def status_of(error: CallError) -> Status:
+        """The status an input ends with when ``error`` ended it."""
+        if isinstance(error, CallCancelled):
+            return Status.CANCELLED
+        if isinstance(error, CallSkipped):
+            return Status.SKIPPED
+        return Status.ERROR
+
     @classmethod
     def from_error(
         cls, *, index: int, agent: str, error: CallError, sample: int = 0, **extra: Any
     ) -> SubAgentResult:
         """Build the result of an input that ended with ``error``."""
-        if isinstance(error, CallCancelled):
-            status = Status.CANCELLED
-        elif isinstance(error, CallSkipped):
-            status = Status.SKIPPED
-        else:
-            status = Status.ERROR
+        status = cls.status_of(error)
         return cls(index=index, agent=agent, status=status, error=error, sample=sample, **extra)
 
     def to_dict(self) -> dict[str, Any]:
