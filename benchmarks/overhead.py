@@ -77,12 +77,14 @@ async def send(n: int, conc: int, fn: Any = _noop) -> None:
     assert len(out["out"]) == n
 
 
-def _time(fn: Any, *args: Any, repeat: int) -> float:
+def _time(fn: Any, *args: Any, repeat: int, cpu: bool = False) -> float:
+    """Median wall (or, with ``cpu``, process CPU) seconds of ``repeat`` runs."""
+    clock = time.process_time if cpu else time.perf_counter
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         asyncio.run(fn(*args))
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return statistics.median(times)
 
 
@@ -97,10 +99,15 @@ def zero_latency(n: int, repeat: int) -> dict[str, Any]:
     per_call_us = {k: v / n * 1e6 for k, v in runs.items()}
     floor = per_call_us["floor_gather_semaphore"]
     eng = per_call_us["engine"]
+    # CPU time is less disturbed than wall time by other jobs on a shared machine.
+    cpu_floor = _time(floor_gather, n, conc, repeat=repeat, cpu=True) / n * 1e6
+    cpu_engine = _time(engine, n, conc, repeat=repeat, cpu=True) / n * 1e6
     return {
         "calls": n,
         "concurrency": conc,
         "per_call_us": {k: round(v, 2) for k, v in per_call_us.items()},
+        "cpu_per_call_us": {"floor": round(cpu_floor, 2), "engine": round(cpu_engine, 2)},
+        "engine_vs_floor_cpu": round(cpu_engine / cpu_floor, 2),
         "engine_vs_floor": round(eng / floor, 2),
         "abatch_vs_engine": round(per_call_us["runnable_abatch"] / eng, 2),
         "send_vs_engine": round(per_call_us["langgraph_send"] / eng, 2),
