@@ -185,6 +185,10 @@ class CallPipeline:
         self._needs_estimate = run.ledger.limit_usd is not None or (
             run.limiter is not None and run.limiter.limits.tokens_per_minute is not None
         )
+        if self._needs_estimate:
+            # Load the encodings now (once per process), not inside the first call while
+            # other calls are in flight.
+            (guards.counter or _DEFAULT_COUNTER).count("warm up")
 
     async def __call__(self, task: Task) -> SubAgentResult:
         if task.invalid is not None:

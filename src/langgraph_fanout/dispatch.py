@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import (
-    AsyncIterator,
+    AsyncGenerator,
     Awaitable,
     Callable,
     Iterable,
@@ -344,7 +344,7 @@ class Dispatcher:
         *,
         agent: AgentLike | None = None,
         samples: int = 1,
-    ) -> AsyncIterator[SubAgentResult]:
+    ) -> AsyncGenerator[SubAgentResult, None]:
         """Yield results as they complete. Arguments may be a lazy iterator (no template
         validation ahead of time then: a bad item ends as its own error result).
 
@@ -385,7 +385,7 @@ class Dispatcher:
 
     async def stream_tasks(
         self, tasks: Iterable[Task], *, total: int | None = None
-    ) -> AsyncIterator[SubAgentResult]:
+    ) -> AsyncGenerator[SubAgentResult, None]:
         """Yield the results of ``tasks`` as they complete."""
         window = self.limits.max_concurrent or 64
         queue: asyncio.Queue[SubAgentResult | None] = asyncio.Queue(maxsize=2 * window)

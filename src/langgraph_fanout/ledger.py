@@ -431,7 +431,8 @@ class CostLedger:
             self._committed_calls += 1
             agent = reservation.agent
             self._by_agent[agent] = self._by_agent.get(agent, 0) + actual_nano
-            if actual_nano > estimate:
+            # Without a cap nothing was promised, so there is nothing to overshoot.
+            if actual_nano > estimate and self._limit_nano is not None:
                 self._overshoot += actual_nano - estimate
                 self._overshoot_calls += 1
             return True

@@ -100,6 +100,12 @@ class DispatchReport:
         return ", ".join(parts)
 
 
+# Attempt error kinds of attempts refused before the agent was called.
+_NOT_CALLED = frozenset(
+    {"circuit_open", "budget_exceeded", "unpriced_model", "agent_limit", "depth_limit"}
+)
+
+
 class ReportBuilder:
     """Adds results one at a time (a million-item stream keeps only latencies)."""
 
@@ -139,8 +145,8 @@ class ReportBuilder:
             if n > 1:
                 self._retries += n - 1
             if n > 1 or attempts[0].error is not None:
-                # An attempt refused by an open breaker made no call.
-                self._calls -= sum(1 for a in attempts if a.error == "circuit_open")
+                # An attempt refused before it started (breaker, budget...) made no call.
+                self._calls -= sum(1 for a in attempts if a.error in _NOT_CALLED)
         if result.fallback_used:
             self._fallbacks += 1
         if result.cost_usd or result.estimated_cost_usd:

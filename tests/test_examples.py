@@ -1,0 +1,201 @@
+"""Every example runs offline, and the claims it prints hold on the values it returns."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from langgraph_fanout.demo import DeepDive, run_deep_dive
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# Examples whose claims are checked one by one below; any other example is still run.
+CHECKED = {
+    "01_batch_processing.py",
+    "02_multi_model_consensus.py",
+    "03_parallel_search.py",
+    "04_concurrency_control.py",
+    "05_cost_protection.py",
+    "06_idempotency.py",
+    "07_error_recovery.py",
+    "parallel_deep_dive.py",
+}
+
+
+def load(name: str) -> ModuleType:
+    path = EXAMPLES / name
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def run(name: str) -> Any:
+    return await load(name).main()
+
+
+def all_examples() -> list[str]:
+    return sorted(p.name for p in EXAMPLES.glob("*.py"))
+
+
+@pytest.mark.parametrize("name", all_examples())
+def test_example_says_what_it_shows_and_the_line_to_change(name: str) -> None:
+    doc = load(name).__doc__
+    assert doc, f"{name} needs a docstring saying what it shows"
+    summary = doc.strip().splitlines()[0]
+    assert len(summary) > 20
+    assert "Real model:" in doc, f"{name} must say which line to change for a real model"
+    assert "max_retries=0" in doc or "langgraph-fanout run" in doc
+
+
+async def test_every_other_example_runs() -> None:
+    # Examples added later (graphs, tools...) run here until they get claims of their own.
+    for name in all_examples():
+        if name not in CHECKED:
+            outcome = load(name).main()
+            if inspect.isawaitable(outcome):
+                await outcome
+
+
+def test_checked_examples_exist() -> None:
+    assert set(all_examples()) >= CHECKED
+
+
+async def test_01_batch_processing(capsys: pytest.CaptureFixture[str]) -> None:
+    out = await run("01_batch_processing.py")
+    report = out["report"]
+    assert report.inputs == report.succeeded == 20
+    assert out["labels"] == {"food": 6, "travel": 8, "office": 6}
+    assert out["model"].peak_in_flight == 10  # twenty calls, ten at a time
+    assert out["sequential"].wall_time_s >= 20 * 0.04  # one at a time: every latency adds up
+    assert out["speedup"] == pytest.approx(out["sequential"].wall_time_s / report.wall_time_s)
+    assert out["speedup"] > 1
+    assert report.spent_usd > 0
+    assert f"{out['speedup']:.1f}x speedup" in capsys.readouterr().out
+
+
+async def test_02_multi_model_consensus() -> None:
+    out = await run("02_multi_model_consensus.py")
+    vote = out["vote"]
+    assert vote.voters == vote.valid_votes == 5
+    assert (vote.winner_key, vote.support) == ("electronics", 4)
+    assert out["report"].calls_started == 5
+    early = out["early_vote"]
+    assert early.winner_key == "electronics"
+    assert early.decided_early
+    assert out["early_report"].cancelled == 5 - early.valid_votes >= 1
+    assert out["early_report"].stop_reason.startswith("vote decided")
+
+
+async def test_03_parallel_search() -> None:
+    out = await run("03_parallel_search.py")
+    ranked = out["ranked"]
+    assert len(ranked) == out["report"].succeeded == 10
+    assert ranked[0] == ("doc-02", 10.0)
+    assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+    assert json.loads(out["best"].output.text)["doc"] == "doc-02"
+    assert out["speedup"] > 1
+
+
+async def test_04_concurrency_control() -> None:
+    out = await run("04_concurrency_control.py")
+    assert out["peak"] == out["model"].peak_in_flight == 3
+    batches = out["batches"]
+    assert sum(batches) == 10
+    assert max(batches) == 3  # a batch can never exceed the cap...
+    assert len(batches) >= 4  # ...so ten tasks need at least ceil(10 / 3) batches
+    assert out["report"].succeeded == 10
+
+
+async def test_05_cost_protection_ends_below_its_cap(capsys: pytest.CaptureFixture[str]) -> None:
+    out = await run("05_cost_protection.py")
+    assert out["spent_usd"] <= 0.05 + 1e-12
+    assert out["spent_usd"] == pytest.approx(0.05)
+    assert out["model_calls"] == out["model"].calls == 5
+    assert out["refused"] == 995
+    assert out["would_have_cost_usd"] == pytest.approx(10.0)
+    assert "Would have cost $10.00, capped at $0.05" in capsys.readouterr().out
+
+
+async def test_06_idempotency_second_run_is_served_from_the_cache() -> None:
+    out = await run("06_idempotency.py")
+    first, second = out["first"], out["second"]
+    # Ten calls in all, as the simulator counted them: the second run made none.
+    assert out["model_calls"] == out["model"].calls == 10
+    assert second.cache_hits == 10
+    assert second.spent_usd == 0.0 < first.spent_usd
+    assert out["same_outputs"]
+    assert out["speedup"] == pytest.approx(first.wall_time_s / second.wall_time_s)
+    assert second.wall_time_s < first.wall_time_s
+
+
+async def test_07_error_recovery() -> None:
+    out = await run("07_error_recovery.py")
+    retried = out["retried"]
+    assert retried.succeeded == 10
+    assert retried.retries == 2
+    assert out["waits"] == [0.01, 0.05]  # the backoff, then the 429's Retry-After
+    fallback = out["fallback"]
+    assert fallback.succeeded == fallback.fallbacks == 10
+    assert out["agents_used"] == ["backup"] * 10
+    assert fallback.breaker_openings == 1
+    _, down, backup = out["models"]
+    assert out["primary_calls"] == down.calls == 3  # the threshold; then the circuit is open
+    assert backup.calls == 10
+
+
+def test_deep_dive_script_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load("parallel_deep_dive.py").main(["--latency", "0.01", "--json"]) == 0
+    numbers = json.loads(capsys.readouterr().out)
+    assert numbers["quota_spent_usd"] <= numbers["quota_cap_usd"]
+
+
+async def test_deep_dive_prints_what_it_measured() -> None:
+    lines: list[str] = []
+    numbers = await run_deep_dive(latency_s=0.02, out=lines.append)
+    text = "\n".join(lines)
+    assert isinstance(numbers, DeepDive)
+    for section in ("WHEN TO USE", "HOW PARALLEL DISPATCH WORKS", "WHY PARALLEL AGENTS"):
+        assert section in text
+    # WHEN
+    assert numbers.batch_items == 20 and sum(numbers.batch_labels.values()) == 20
+    assert f"Processed 20 receipts in {numbers.batch_wall_s:.2f}s" in text
+    assert (numbers.vote_winner, numbers.vote_voters) == ("electronics", 5)
+    assert f"Majority vote: electronics ({numbers.vote_support}/5 votes)" in text
+    assert numbers.search_docs == 10 and numbers.search_top[0][0] == "doc-02"
+    assert f"{numbers.overhead_ms_per_call:.2f} ms per call" in text
+    # HOW
+    assert numbers.semaphore_peak == 3
+    assert sum(numbers.semaphore_batches) == 10 and max(numbers.semaphore_batches) == 3
+    assert " -> ".join(f"[{b}]" for b in numbers.semaphore_batches) in text
+    assert numbers.quota_spent_usd <= numbers.quota_cap_usd + 1e-12
+    assert numbers.quota_would_cost_usd == pytest.approx(10.0)
+    assert numbers.quota_calls_made == 5 and numbers.quota_refused == 995
+    assert numbers.cache_hits == 10 and numbers.cache_run2_usd == 0.0 < numbers.cache_run1_usd
+    assert numbers.screening_rejected == 1 and numbers.screening_redacted == 1
+    assert numbers.rate_wall_s >= (numbers.rate_calls - 1) / numbers.rate_rps * 0.9
+    # WHY
+    assert numbers.speedup == pytest.approx(numbers.sequential_wall_s / numbers.parallel_wall_s)
+    assert f"= {numbers.speedup:.1f}x speedup" in text
+    assert numbers.sequential_wall_s >= 50 * 0.02
+    assert numbers.ideal_speedup == 10.0
+    assert numbers.ensemble_accuracy >= numbers.single_model_accuracy
+    assert numbers.failsafe_answered == numbers.failsafe_inputs == numbers.failsafe_by_backup
+    assert numbers.failsafe_breaker_openings == 1
+    assert numbers.failsafe_primary_calls < numbers.failsafe_inputs
+    assert numbers.model_calls > 0
+    assert json.loads(json.dumps(numbers.to_dict()))["latency_s"] == 0.02
+
+
+def test_examples_do_not_share_a_loop() -> None:
+    # Each example is its own asyncio.run() program when run as a script.
+    for name in CHECKED - {"parallel_deep_dive.py"}:
+        assert "asyncio.run(main())" in (EXAMPLES / name).read_text()
+    assert asyncio.iscoroutinefunction(load("05_cost_protection.py").main)
