@@ -31,7 +31,7 @@ from langgraph_fanout.errors import (
     SyncInAsyncError,
 )
 from langgraph_fanout.ledger import CostLedger
-from langgraph_fanout.limits import DispatchResourceLimits
+from langgraph_fanout.limits import DispatchResourceLimits, SharedRun
 from langgraph_fanout.recovery import ErrorRecoveryPolicy, ErrorStrategy
 from langgraph_fanout.security import InjectionPolicy, ScreeningPolicy
 from langgraph_fanout.testing import SimulatedChatModel
@@ -328,6 +328,38 @@ def test_ledger_sets_the_budget_or_must_agree_with_limits() -> None:
         SharedLimits(DispatchResourceLimits(max_total_cost_usd=0.5), ledger=ledger)
     client = A2AClient({"a": model()}, ledger=ledger)
     assert client.limits.max_total_cost_usd == 0.25
+
+
+def test_shared_limits_give_each_loop_its_own_slots_over_one_run() -> None:
+    shared = SharedLimits(DispatchResourceLimits(max_total_cost_usd=0.5, max_concurrent=2))
+
+    async def view() -> SharedRun:
+        here = shared.here()
+        assert shared.here() is here
+        here.count_agent()
+        return here
+
+    first, second = asyncio.run(view()), asyncio.run(view())
+    assert first.concurrency is not second.concurrency
+    assert first.ledger is second.ledger is shared.ledger
+    assert shared.agents_started == 2
+
+    async def reset() -> None:
+        before = shared.here()
+        shared.reset()
+        after = shared.here()
+        assert after.concurrency is before.concurrency  # calls in flight keep their slots
+        assert after.ledger is shared.ledger is not before.ledger
+        assert after.ledger.limit_usd == 0.5
+
+    asyncio.run(reset())
+    assert shared.agents_started == 0
+
+
+def test_the_client_owns_its_run() -> None:
+    run = SharedRun.create(DispatchResourceLimits())
+    with pytest.raises(ConfigurationError, match=r"A2AClient sets \['run'\] itself"):
+        A2AClient({"a": model()}, run=run)
 
 
 async def test_nested_delegation_draws_from_the_parent_dispatch() -> None:

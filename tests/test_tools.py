@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from typing import Any
 from uuid import UUID
 
@@ -316,6 +318,45 @@ async def test_sync_invoke_inside_a_running_loop_still_works() -> None:
     )
     assert message.content.startswith("1/1 ok") and again.content.startswith("1/1 ok")
     assert tool.ledger.spent_usd == pytest.approx(2 * CALL_COST)
+
+
+# Three gathered delegations under max_concurrent=1; each sync sub-agent calls a sync tool,
+# whose dispatch runs on a fresh loop in the sub-agent's worker thread. Run in a child
+# process: when it deadlocks, its stuck threads would keep this process from exiting.
+SYNC_TOOLS_UNDER_CONTENTION = """
+import asyncio
+from langgraph_fanout.delegation import A2AClient
+from langgraph_fanout.limits import DispatchResourceLimits
+from langgraph_fanout.testing import SimulatedChatModel
+from langgraph_fanout.tools import create_dispatch_tool
+
+leaf = SimulatedChatModel(responses=["leaf"], cycle_responses=True, latency_s=0.05)
+inner = create_dispatch_tool({"leaf": leaf})
+
+def sync_parent(prompt):
+    args = {"instruction": "Echo {item}", "items": ["a"]}
+    return inner.invoke({"type": "tool_call", "id": "c", "name": inner.name, "args": args})
+
+async def main():
+    outer = A2AClient({"parent": sync_parent}, limits=DispatchResourceLimits(max_concurrent=1))
+    requests = [{"agent_id": "parent", "task": f"t{i}"} for i in range(3)]
+    results = await outer.delegate_all(requests)
+    assert all(r.success for r in results), [r.error for r in results]
+    print(leaf.calls)
+
+asyncio.run(main())
+"""
+
+
+def test_sync_tools_in_concurrent_sync_sub_agents_do_not_deadlock() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SYNC_TOOLS_UNDER_CONTENTION],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=True,
+    )
+    assert done.stdout.strip() == "3"
 
 
 def test_min_success_count_failure_is_reported_not_raised() -> None:

@@ -8,16 +8,14 @@ The seed's API, on local agents::
                            and dispatch(template, arguments) for the tools
     DelegationResult       output, success, error, cost_usd, attempts, agent_used, duration_s
 
-Every delegation is a one-input dispatch of the engine, so it gets the budget reservation,
-retries and fallbacks (``fallback_tools`` are names in the registry), breakers, cache and
-screening of every other call. All the delegations and dispatches of one client share its
-``SharedLimits``: one budget, one agent count, one concurrency cap (per event loop). Inside
-a sub-agent of another dispatch they draw from that dispatch's limits instead, so nesting
-never multiplies a limit.
+Every delegation is a one-input dispatch of the engine (budget reservation, retries,
+fallbacks by registry name, breakers, cache, screening). All the calls of one client draw
+from one ``SharedRun`` (``Dispatcher(run=...)``): one budget, one agent count, one
+concurrency cap per event loop. Inside a sub-agent of another dispatch the engine draws
+from that dispatch's run instead, so nesting never multiplies a limit.
 
-Prompt format of a request (context values are untrusted arguments: they are screened for
-prompt injection and never parsed as template fields; keys are sorted so equal contexts
-give equal prompts and cache keys)::
+A request's prompt (context values are untrusted: screened for prompt injection, never
+parsed as template fields; keys sorted so equal contexts give equal prompts and cache keys)::
 
     <task>
 
@@ -38,23 +36,13 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
 import json
 import threading
 import weakref
-from collections.abc import (
-    Callable,
-    Coroutine,
-    Iterable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -63,17 +51,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from .agents import AgentLike, SubAgent
 from .call import Task
 from .dispatch import Dispatcher, DispatchResult, run_sync
-from .errors import AgentLimitExceeded, CallError, ConfigurationError, SyncInAsyncError
+from .errors import CallError, ConfigurationError
 from .ledger import CostLedger
-from .limits import (
-    DispatchResourceLimits,
-    Scope,
-    SharedRun,
-    Slots,
-    current_scope,
-    enter_scope,
-    exit_scope,
-)
+from .limits import DispatchResourceLimits, SharedRun, current_scope
 from .prompts import PromptTemplate
 from .ratelimit import RateLimiter
 from .recovery import ErrorRecoveryPolicy
@@ -91,11 +71,10 @@ __all__ = [
     "render_value",
 ]
 
-T = TypeVar("T")
-
 # Dispatcher options the client owns itself: passing them through would bypass its limits.
 _OWNED_OPTIONS = frozenset(
-    {"agent", "agents", "limits", "policy", "ledger", "rate_limiter", "aggregate", "stop", "mode"}
+    {"agent", "agents", "aggregate", "ledger", "limits", "mode", "policy", "rate_limiter"}
+    | {"run", "stop"}
 )
 
 
@@ -106,11 +85,10 @@ _OWNED_OPTIONS = frozenset(
 class RemoteAgent(Protocol):
     """Extension point for agents that live elsewhere (an A2A server, an HTTP endpoint).
 
-    Anything with a ``name`` and ``async ainvoke(prompt, config)`` can be registered; the
-    pipeline then guards it like a local agent (limits, retries, fallbacks, breakers,
-    screening). No network code ships here. Its cost is only known if the models it calls
-    report usage through LangChain callbacks in this process; a remote agent that reports
-    its own cost needs a hook in the pipeline that does not exist yet.
+    Anything with a ``name`` and ``async ainvoke(prompt, config)`` can be registered and is
+    guarded like a local agent. No network code ships here. Its cost is known only if the
+    models it calls report usage through LangChain callbacks in this process (the pipeline
+    has no hook yet for an agent that reports its own cost).
     """
 
     name: str
@@ -124,11 +102,11 @@ class AgentRegistry(Mapping[str, SubAgent]):
     Args:
         agents: initial ``name -> agent`` (chat model, Runnable, callable, ``SubAgent`` or
             ``RemoteAgent``).
-        descriptions: optional ``name -> what the agent is good at`` (shown to models by
-            the tools).
+        descriptions: optional ``name -> what the agent is good at`` (shown by the tools).
 
     Raises:
-        ConfigurationError: a name is empty or an agent cannot be wrapped.
+        ConfigurationError: a name is empty, an agent cannot be wrapped, or a description
+            names no agent.
 
     Example:
         >>> registry = AgentRegistry({"researcher": model})
@@ -170,8 +148,8 @@ class AgentRegistry(Mapping[str, SubAgent]):
         """Add ``agent`` under ``name`` and return it as a ``SubAgent``.
 
         Raises:
-            ConfigurationError: the name is empty, already taken (without ``replace``),
-                or the agent cannot be wrapped.
+            ConfigurationError: the name is empty or taken (without ``replace``), or the
+                agent cannot be wrapped.
         """
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"an agent name must be a non-empty str, got {name!r}")
@@ -270,8 +248,7 @@ class AgentDelegationRequest(BaseModel):
         literals = [f"{self.task}\n\nContext:\n- {keys[0]}: "]
         literals.extend(f"\n- {key}: " for key in keys[1:])
         literals.append("")
-        # Built directly rather than parsed: neither the task nor the keys are templates,
-        # so their braces stay literal text.
+        # Built, not parsed: neither the task nor the keys are templates (braces stay text).
         return PromptTemplate(self.task, tuple(literals), tuple(keys))
 
     def arguments(self) -> dict[str, str]:
@@ -300,17 +277,13 @@ def render_value(value: Any) -> str:
     text, anything else as JSON (``str`` for what JSON cannot hold)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, DelegationResult):
-        return value.text
-    if isinstance(value, BaseMessage):
+    if isinstance(value, DelegationResult | BaseMessage):
         return value.text
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, DelegationResult):
-        return value.text
-    if isinstance(value, BaseMessage):
+    if isinstance(value, DelegationResult | BaseMessage):
         return value.text
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
@@ -399,45 +372,20 @@ class DelegationResult:
 # --------------------------------------------------------------------------- shared limits
 
 
-class _AgentCount:
-    """``max_total_agents`` counted across dispatches, threads and loops."""
-
-    __slots__ = ("_lock", "started")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.started = 0
-
-    def take(self, limit: int | None) -> None:
-        with self._lock:
-            if limit is not None and self.started >= limit:
-                raise AgentLimitExceeded(limit=limit)
-            self.started += 1
-
-
-@dataclass(slots=True, kw_only=True)
-class _RunView(SharedRun):
-    """A ``SharedRun`` whose agent count lives elsewhere (a client, or a parent run)."""
-
-    count: Callable[[], None]
-
-    def count_agent(self) -> None:
-        self.count()
-
-
 class SharedLimits:
-    """The limits of one agent run, shared by every dispatch and delegation of a client.
+    """The ``SharedRun`` of one agent run, held so that it can be reset.
 
-    The budget (one ``CostLedger``) and ``max_total_agents`` are shared everywhere, threads
-    included. ``max_concurrent`` is shared by the calls of one event loop (slots wake
-    waiters through futures of one loop; each sync tool call runs its own). Deadlines, failure
-    rates and ``min_success_count`` stay per dispatch.
+    One budget, agent count and rate limiter for every call, threads included.
+    ``max_concurrent`` holds per event loop: slots belong to one loop, so each loop draws
+    from its own view (``SharedRun.on_another_loop``); a sync tool call runs its own loop.
 
     Args:
         limits: what the run may use.
-        ledger: a ledger to share with others; a new one of ``limits.max_total_cost_usd``
-            when not given.
-        rate_limiter: a rate limiter to share; one from the limits' rates when not given.
+        ledger: a ledger to share; its cap is the budget (a new ledger when not given).
+        rate_limiter: a rate limiter to share (one from the limits' rates when not given).
+
+    Raises:
+        ConfigurationError: ``ledger`` has a cap other than ``limits.max_total_cost_usd``.
 
     Example:
         >>> shared = SharedLimits(DispatchResourceLimits(max_total_cost_usd=0.5))
@@ -458,150 +406,48 @@ class SharedLimits:
                     f"ledger limit {ledger.limit_usd!r} differs from "
                     f"limits.max_total_cost_usd={limits.max_total_cost_usd!r}: pass one of them"
                 )
-            # The ledger's cap is the budget: say so in the limits too, so that descriptions,
-            # reports and the unpriced-model check all see the same number.
+            # Descriptions, reports and the unpriced-model check read the budget from here.
             limits = dataclasses.replace(limits, max_total_cost_usd=ledger.limit_usd)
         self.limits = limits
-        self.ledger = ledger if ledger is not None else CostLedger(limits.max_total_cost_usd)
-        if rate_limiter is None and (limits.requests_per_second or limits.tokens_per_minute):
-            rate_limiter = RateLimiter(
-                requests_per_second=limits.requests_per_second,
-                tokens_per_minute=limits.tokens_per_minute,
-                name="shared-limits",
-            )
-        self.rate_limiter = rate_limiter
-        self._count = _AgentCount()
+        self.run = SharedRun.create(limits, ledger=ledger, limiter=rate_limiter)
         self._lock = threading.Lock()
-        # Slots wake waiters through futures of one loop: one set of slots per loop.
-        self._loop_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Slots | None] = (
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedRun] = (
             weakref.WeakKeyDictionary()
         )
 
     @property
+    def ledger(self) -> CostLedger:
+        return self.run.ledger
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        return self.run.limiter
+
+    @property
     def agents_started(self) -> int:
         """Calls started so far (retries and fallbacks included)."""
-        return self._count.started
+        return self.run.agents_started
+
+    def here(self) -> SharedRun:
+        """The run for the running event loop: shared budget, count and limiter; own slots."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            run = self._loops.get(loop)
+            if run is None:
+                run = self._loops[loop] = self.run.on_another_loop()
+            return run
 
     def reset(self) -> None:
         """Start a new run: a fresh ledger with the same cap and a zero agent count.
 
-        A ledger passed in is no longer used afterwards.
+        A ledger passed in is no longer used afterwards; the rate limiter is kept, and so
+        are the slots of each loop (calls still in flight hold some).
         """
         with self._lock:
-            self.ledger = CostLedger(self.limits.max_total_cost_usd)
-            self._count = _AgentCount()
-
-    def _slots(self, loop: asyncio.AbstractEventLoop) -> Slots | None:
-        cap = self.limits.max_concurrent
-        if cap is None:
-            return None
-        with self._lock:
-            if loop not in self._loop_slots:
-                self._loop_slots[loop] = Slots(cap)
-            return self._loop_slots[loop]
-
-    @contextmanager
-    def bound(self, *, timeout_s: float | None = None) -> Iterator[None]:
-        """Make the dispatches started inside the block draw from these limits.
-
-        Inside a sub-agent of another dispatch, the block draws from that dispatch's
-        limits instead (nesting never multiplies a limit); only the timeout is its own.
-        Use it in the task that runs the dispatch (it sets a ``contextvars`` scope).
-
-        Args:
-            timeout_s: per-attempt timeout for the block (``max_agent_duration_s``);
-                ``None`` keeps the limits' own.
-        """
-        parent = current_scope()
-        if parent is None:
-            loop = asyncio.get_running_loop()
-            limits = self.limits
-            if timeout_s is not None:
-                limits = dataclasses.replace(limits, max_agent_duration_s=timeout_s)
-            count = self._count
-            cap = limits.max_total_agents
-            view = _RunView(
-                limits=limits,
-                concurrency=self._slots(loop),
-                ledger=self.ledger,
-                limiter=self.rate_limiter,
-                count=lambda: count.take(cap),
-            )
-            # Depth 0: the dispatch inside counts itself as the top level (depth 1).
-            scope = Scope(view, 0, None)
-        elif timeout_s is None:
-            yield
-            return
-        else:
-            run = parent.run
-            view = _RunView(
-                limits=dataclasses.replace(run.limits, max_agent_duration_s=timeout_s),
-                concurrency=run.concurrency,
-                ledger=run.ledger,
-                limiter=run.limiter,
-                count=run.count_agent,
-            )
-            scope = Scope(view, parent.depth, parent.lease)
-        token = enter_scope(scope)
-        try:
-            yield
-        finally:
-            exit_scope(token)
-
-
-def _bridge(scope: Scope) -> Scope:
-    """The scope of a parent dispatch, usable from another thread's event loop.
-
-    The budget and the agent count are shared (the ledger is thread-safe); the parent's
-    concurrency slots belong to its own loop, so it is left out.
-    """
-    run = scope.run
-    view = _RunView(
-        limits=run.limits,
-        concurrency=None,
-        ledger=run.ledger,
-        limiter=run.limiter,
-        count=run.count_agent,
-    )
-    return Scope(view, scope.depth, None)
-
-
-def run_blocking(
-    make: Callable[[], Coroutine[Any, Any, T]],
-    *,
-    sync_name: str,
-    async_name: str,
-    in_running_loop: Literal["raise", "thread"] = "raise",
-) -> T:
-    """Run a coroutine from sync code, keeping the limits of a dispatch it is nested in.
-
-    Without a running loop in this thread (plain scripts, and the worker threads LangChain
-    runs sync tools in) the coroutine gets a fresh loop. With one: ``"raise"`` refuses with
-    ``SyncInAsyncError``; ``"thread"`` runs it on a fresh loop in a worker thread and
-    blocks (a sync ``tool.invoke`` made from async code, e.g. a sync agent in a notebook).
-
-    Raises:
-        SyncInAsyncError: a loop is running here and ``in_running_loop="raise"``.
-    """
-    parent = current_scope()
-
-    async def main() -> T:
-        token = None if parent is None else enter_scope(_bridge(parent))
-        try:
-            return await make()
-        finally:
-            if token is not None:
-                exit_scope(token)
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return run_sync(main(), sync_name, async_name)
-    if in_running_loop == "raise":
-        raise SyncInAsyncError(sync_name=sync_name, async_name=async_name)
-    context = contextvars.copy_context()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="langgraph-fanout-sync") as pool:
-        return pool.submit(context.run, asyncio.run, main()).result()
+            self.run = SharedRun.create(self.limits, limiter=self.run.limiter)
+            for loop, old in list(self._loops.items()):
+                self._loops[loop] = view = self.run.on_another_loop()
+                view.concurrency = old.concurrency
 
 
 # --------------------------------------------------------------------------- client
@@ -610,17 +456,14 @@ def run_blocking(
 class A2AClient:
     """Delegates tasks to registered agents through the pipeline, under shared limits.
 
-    Local agents only for now; remote ones plug in as ``RemoteAgent`` registrations.
-
     Args:
-        registry: the agents (an ``AgentRegistry`` is used live, so later registrations
-            are seen; a mapping is copied into one).
+        registry: the agents (an ``AgentRegistry`` is used live; a mapping is copied).
         limits: limits of the whole run, shared by every call of this client.
         policy: default recovery policy (``fallback_tools`` are registry names).
         ledger: a ledger to share with other clients or dispatchers.
         rate_limiter: a rate limiter to share.
         **options: other ``Dispatcher`` options: ``prices``, ``screening``, ``cache``,
-            ``cache_mode``, ``breakers``, ``sleep``, ``rng``, ``config``.
+            ``cache_mode``, ``breakers``, ``sleep``, ``rng``, ``hedge``, ``config``.
 
     Raises:
         ConfigurationError: an option is unknown or owned by the client, or a fallback
@@ -648,16 +491,16 @@ class A2AClient:
                 "or rate_limiter= instead"
             )
         self.registry = AgentRegistry.of(registry) if registry is not None else AgentRegistry()
-        self.limits = limits if limits is not None else DispatchResourceLimits()
-        if not isinstance(self.limits, DispatchResourceLimits):
+        limits = limits if limits is not None else DispatchResourceLimits()
+        if not isinstance(limits, DispatchResourceLimits):
             raise ConfigurationError(
-                f"limits must be a DispatchResourceLimits, got {type(self.limits).__name__}"
+                f"limits must be a DispatchResourceLimits, got {type(limits).__name__}"
             )
         self.policy = policy
         self.options = dict(options)
-        self.shared = SharedLimits(self.limits, ledger=ledger, rate_limiter=rate_limiter)
+        self.shared = SharedLimits(limits, ledger=ledger, rate_limiter=rate_limiter)
         self.limits = self.shared.limits  # a capped ledger sets the budget
-        self._dispatcher(policy=policy)  # bad options and unknown fallbacks fail here
+        self._dispatcher(None, policy=policy)  # bad options and unknown fallbacks fail here
 
     @property
     def ledger(self) -> CostLedger:
@@ -679,6 +522,7 @@ class A2AClient:
 
     def _dispatcher(
         self,
+        run: SharedRun | None,
         *,
         policy: ErrorRecoveryPolicy | None,
         limits: DispatchResourceLimits | None = None,
@@ -693,6 +537,7 @@ class A2AClient:
             aggregate=aggregate,
             config=_merge_config(base_config, config),
             policy=policy if policy is not None else self.policy,
+            run=run,
             **options,
         )
 
@@ -717,16 +562,14 @@ class A2AClient:
         """
         request = _as_request(request)
         agent = self.registry.resolve(request.agent_id)
-        timeout = request.timeout
-        if timeout is None:
-            timeout = self.limits.max_agent_duration_s
         # One input: min_success_count is a dispatch's notion, not a delegation's.
-        limits = dataclasses.replace(
-            self.limits, min_success_count=None, max_agent_duration_s=timeout
+        limits = dataclasses.replace(self.limits, min_success_count=None)
+        if request.timeout is not None:
+            limits = dataclasses.replace(limits, max_agent_duration_s=request.timeout)
+        dispatcher = self._dispatcher(
+            self.shared.here(), policy=policy, limits=limits, config=config
         )
-        dispatcher = self._dispatcher(policy=policy, limits=limits, config=config)
-        with self.shared.bound(timeout_s=limits.max_agent_duration_s):
-            done = await dispatcher.run_tasks([request.to_task(agent)])
+        done = await dispatcher.run_tasks([request.to_task(agent)])
         return DelegationResult.from_result(request, done.results[0])
 
     async def execute_with_recovery(
@@ -757,10 +600,8 @@ class A2AClient:
         Raises:
             SyncInAsyncError: called inside a running event loop (use ``await delegate``).
         """
-        return run_blocking(
-            lambda: self.delegate(request, policy=policy, config=config),
-            sync_name="delegate_sync",
-            async_name="delegate",
+        return run_sync(
+            self.delegate(request, policy=policy, config=config), "delegate_sync", "delegate"
         )
 
     async def delegate_all(
@@ -772,8 +613,8 @@ class A2AClient:
     ) -> list[DelegationResult]:
         """Delegate several requests concurrently; results in request order.
 
-        Equivalent to ``asyncio.gather(*(client.delegate(r) for r in requests))`` (the
-        seed's fan-out), which works as well: both are bounded by the shared limits.
+        Same as the seed's ``asyncio.gather(*(client.delegate(r) for r in requests))``,
+        which works as well: both are bounded by the shared limits.
         """
         async with asyncio.TaskGroup() as group:
             pending = [
@@ -798,14 +639,15 @@ class A2AClient:
 
         Raises:
             InvalidInputError: bad template or arguments (nothing was called).
-            DispatchFailed: fewer than ``limits.min_success_count`` inputs succeeded.
+            DispatchFailed: ``min_success_count`` not met, or the aggregate failed.
             ConfigurationError: unknown agent.
         """
-        dispatcher = self._dispatcher(policy=policy, aggregate=aggregate, config=config)
+        dispatcher = self._dispatcher(
+            self.shared.here(), policy=policy, aggregate=aggregate, config=config
+        )
         sub = self._agent(agent)
         tasks = dispatcher.tasks_from(template, arguments, agent=sub, samples=samples)
-        with self.shared.bound():
-            return await dispatcher.run_tasks(tasks)
+        return await dispatcher.run_tasks(tasks)
 
     async def run_tasks(
         self,
@@ -816,9 +658,10 @@ class A2AClient:
         config: RunnableConfig | None = None,
     ) -> DispatchResult:
         """``Dispatcher.run_tasks`` (heterogeneous agents), under the shared limits."""
-        dispatcher = self._dispatcher(policy=policy, aggregate=aggregate, config=config)
-        with self.shared.bound():
-            return await dispatcher.run_tasks(tasks)
+        dispatcher = self._dispatcher(
+            self.shared.here(), policy=policy, aggregate=aggregate, config=config
+        )
+        return await dispatcher.run_tasks(tasks)
 
     def _agent(self, agent: str | AgentLike | None) -> SubAgent:
         if agent is None:

@@ -435,6 +435,7 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         scope = current_scope()
         limits = self.limits
+        lease = None if scope is None else scope.lease
         if scope is None:
             shared = self.run_state or SharedRun.create(
                 limits, ledger=self.ledger, limiter=self.rate_limiter
@@ -445,6 +446,7 @@ class Dispatcher:
             # budget, agent count and rate limiter are shared, the loop-bound slots are not.
             shared = scope.run.on_another_loop()
             depth = scope.depth + 1
+            lease = None  # the parent's slot belongs to the other loop: never touch it here
         else:
             shared = scope.run
             depth = scope.depth + 1
@@ -487,8 +489,8 @@ class Dispatcher:
                 True,
             )
         try:
-            if scope is not None and scope.lease is not None:
-                async with scope.lease.lend():
+            if lease is not None:
+                async with lease.lend():
                     await self._feed(tasks, state, pipeline, emit)
             else:
                 await self._feed(tasks, state, pipeline, emit)

@@ -1,22 +1,19 @@
 """LangChain tools that let an existing agent fan out, delegate and vote, under one budget.
 
-Three ``BaseTool`` classes, built by their ``create_*`` factories:
-
 - ``create_dispatch_tool``: one instruction over many items, in parallel, aggregated.
 - ``create_delegate_tool``: one task to one named agent (``A2AClient.delegate``).
 - ``create_vote_tool``: an ensemble answers one question; returns the majority vote.
 
 Each returns ``content_and_artifact``: a short content string the model can act on
 (counts, the answer or aggregate, failures in one line, spent and remaining budget) and
-the full ``DispatchResult``/``DelegationResult`` as the artifact (``ToolMessage.artifact``).
-Bad arguments come back as an error ``ToolMessage`` the model can correct, never as an
-exception that ends the agent run; a budget refusal says what was spent and what remains.
+the full ``DispatchResult``/``DelegationResult`` as the artifact. Bad arguments come back
+as an error ``ToolMessage`` the model can correct, never as an exception that ends the
+run; a budget refusal says what was spent and what remains.
 
-The budget is for the run, not per tool call: a tool owns an ``A2AClient`` whose
-``SharedLimits`` (one ``CostLedger``, one agent count, one concurrency cap) every call of
-the tool draws from, and so do dispatches nested inside its sub-agents. Pass the same
-``client=`` to several tools to share one budget between them; call ``reset_budget()`` (or
-build new tools) to start the next run with a fresh budget.
+The budget is for the run, not per call: every call of a tool draws from its client's
+``SharedRun`` (one ledger, agent count and concurrency cap), and so do dispatches nested
+inside its sub-agents. Pass one ``client=`` to several tools to share one budget; call
+``reset_budget()`` (or build new tools) to start the next run.
 
 Example:
     >>> tool = create_dispatch_tool(
@@ -27,14 +24,14 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any, Literal, TypeAlias, cast
+from collections.abc import Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar, Literal, TypeAlias, TypeVar, cast
 
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForToolRun,
-    CallbackManagerForToolRun,
-)
+from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
@@ -49,7 +46,6 @@ from .delegation import (
     AgentRegistry,
     DelegationResult,
     output_text,
-    run_blocking,
 )
 from .dispatch import DispatchResult
 from .errors import BudgetExceeded, ConfigurationError, DispatchFailed, InvalidInputError
@@ -74,6 +70,8 @@ __all__ = [
     "create_vote_tool",
     "explain_validation_error",
 ]
+
+T = TypeVar("T")
 
 AggregateName: TypeAlias = Literal[
     "collect_all", "majority_vote", "best_result", "first_success", "mean", "median"
@@ -174,8 +172,9 @@ def _one_of(names: Sequence[str]) -> Any:
 class _FanoutTool(BaseTool):
     """What the three tools share: the client, the output format, sync over async."""
 
+    default_name: ClassVar[str]
     client: A2AClient
-    """Runs the calls; its shared limits are the budget of every call of this tool."""
+    """Runs the calls; its shared run is the budget of every call of this tool."""
     max_content_chars: int = Field(default=4000, ge=200)
     """Most characters of the content string (the artifact always has everything)."""
     max_item_chars: int = Field(default=600, ge=40)
@@ -186,22 +185,20 @@ class _FanoutTool(BaseTool):
     def _tool_defaults(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        data = dict(data)
-        data.setdefault("response_format", "content_and_artifact")
-        data.setdefault("handle_tool_error", True)
-        data.setdefault("handle_validation_error", explain_validation_error)
+        data = {
+            "response_format": "content_and_artifact",
+            "handle_tool_error": True,
+            "handle_validation_error": explain_validation_error,
+            **data,
+        }
         client = data.get("client")
         if isinstance(client, A2AClient):
             if not client.registry:
                 raise ConfigurationError("the tool needs at least one registered agent")
-            data.setdefault("name", cls._default_name())
+            data.setdefault("name", cls.default_name)
             data.setdefault("description", cls._describe(client, data))
             data.setdefault("args_schema", cls._schema(client, data))
         return data
-
-    @classmethod
-    def _default_name(cls) -> str:
-        raise NotImplementedError
 
     @classmethod
     def _describe(cls, client: A2AClient, data: Mapping[str, Any]) -> str:
@@ -220,15 +217,36 @@ class _FanoutTool(BaseTool):
         """Start a new run: a fresh budget and agent count for the next calls."""
         self.client.reset()
 
-    def _blocking(self, make: Callable[[], Coroutine[Any, Any, _ToolOutput]]) -> _ToolOutput:
-        # LangChain runs sync tools in worker threads with no loop: a fresh loop there is
-        # fine. A sync call made from inside a running loop gets its own thread and loop.
-        return run_blocking(
-            make,
-            sync_name=f"{self.name}.invoke",
-            async_name=f"{self.name}.ainvoke",
-            in_running_loop="thread",
-        )
+    def _run(
+        self, *args: Any, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any
+    ) -> _ToolOutput:
+        return _blocking(self._call(_child_config(run_manager), *args, **kwargs))
+
+    async def _arun(
+        self, *args: Any, run_manager: AsyncCallbackManagerForToolRun | None = None, **kwargs: Any
+    ) -> _ToolOutput:
+        return await self._call(_child_config(run_manager), *args, **kwargs)
+
+    async def _call(self, config: RunnableConfig | None, *args: Any, **kwargs: Any) -> _ToolOutput:
+        """One call of the tool with its validated arguments."""
+        raise NotImplementedError
+
+
+def _blocking(call: Coroutine[Any, Any, T]) -> T:
+    """Run a tool call from its sync ``invoke``.
+
+    LangChain runs sync tools in worker threads with no loop: a fresh loop there is fine.
+    A sync call made inside a running loop (a sync agent in a notebook) runs on a fresh
+    loop in a worker thread instead of failing. The context goes along either way, so the
+    engine still finds a dispatch the call is nested in.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(call)
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="langgraph-fanout-sync") as pool:
+        return pool.submit(context.run, asyncio.run, call).result()
 
 
 def _child_config(
@@ -243,11 +261,9 @@ def _child_config(
 
 
 def _registry_lines(client: A2AClient) -> str:
-    parts = []
-    for name in client.registry:
-        described = client.registry.description(name)
-        parts.append(f"{name} ({described})" if described else name)
-    return ", ".join(parts)
+    registry = client.registry
+    described = ((name, registry.description(name)) for name in registry)
+    return ", ".join(f"{name} ({text})" if text else name for name, text in described)
 
 
 def _budget_sentence(client: A2AClient) -> str:
@@ -264,6 +280,7 @@ class DispatchTool(_FanoutTool):
     Build it with ``create_dispatch_tool``; see the module docstring for the budget.
     """
 
+    default_name: ClassVar[str] = "dispatch_agents"
     default_agent: str | None = None
     """Agent used when the model names none (the only agent when there is one)."""
     default_aggregate: AggregateName | None = "collect_all"
@@ -272,23 +289,17 @@ class DispatchTool(_FanoutTool):
     """Most items per call (also in the schema the model sees)."""
 
     @classmethod
-    def _default_name(cls) -> str:
-        return "dispatch_agents"
-
-    @classmethod
     def _describe(cls, client: A2AClient, data: Mapping[str, Any]) -> str:
-        limit = data.get("max_items", 100)
         return (
             "Run sub-agents in parallel: the same instruction on each item, one call per "
-            f"item (at most {limit} items). Returns a one-line summary (ok/failed counts, "
-            "cost, budget left) and the outputs or their aggregate. "
+            f"item (at most {data.get('max_items', 100)} items). Returns a one-line summary "
+            "(ok/failed counts, cost, budget left) and the outputs or their aggregate. "
             f"Agents: {_registry_lines(client)}.{_budget_sentence(client)}"
         )
 
     @classmethod
     def _schema(cls, client: A2AClient, data: Mapping[str, Any]) -> type[BaseModel]:
         limit = int(data.get("max_items", 100))
-        names = list(client.registry)
         schema: type[BaseModel] = create_model(
             "DispatchAgentsInput",
             __base__=DispatchInput,
@@ -302,47 +313,20 @@ class DispatchTool(_FanoutTool):
                 ),
             ),
             agent=(
-                _one_of(names) | None,
+                _one_of(list(client.registry)) | None,
                 Field(default=None, description="Which agent runs the items."),
             ),
         )
         return schema
 
-    def _run(
+    async def _call(
         self,
-        instruction: str,
-        items: list[Any],
-        agent: str | None = None,
-        aggregate: str | None = None,
-        key: str | None = None,
-        run_manager: CallbackManagerForToolRun | None = None,
-    ) -> _ToolOutput:
-        config = _child_config(run_manager)
-        return self._blocking(
-            lambda: self._dispatch(instruction, items, agent, aggregate, key, config)
-        )
-
-    async def _arun(
-        self,
-        instruction: str,
-        items: list[Any],
-        agent: str | None = None,
-        aggregate: str | None = None,
-        key: str | None = None,
-        run_manager: AsyncCallbackManagerForToolRun | None = None,
-    ) -> _ToolOutput:
-        return await self._dispatch(
-            instruction, items, agent, aggregate, key, _child_config(run_manager)
-        )
-
-    async def _dispatch(
-        self,
-        instruction: str,
-        items: list[Any],
-        agent: str | None,
-        aggregate: str | None,
-        key: str | None,
         config: RunnableConfig | None,
+        instruction: str,
+        items: list[Any],
+        agent: str | None = None,
+        aggregate: str | None = None,
+        key: str | None = None,
     ) -> _ToolOutput:
         if len(items) > self.max_items:
             raise ToolException(
@@ -366,24 +350,21 @@ class DispatchTool(_FanoutTool):
             ) from None
         except DispatchFailed as exc:
             ok = sum(1 for r in exc.results if r.ok)
-            return (
-                f"dispatch failed ({exc.reason}): {ok}/{len(exc.results)} ok. "
-                + _failure_line(exc.results),
-                exc,
-            )
+            head = f"dispatch failed ({exc.reason}): {ok}/{len(exc.results)} ok. "
+            return head + _failure_line(exc.results), exc
         return self._dispatch_content(result, spec), result
 
     def _agent_name(self, agent: str | None) -> str:
+        known = sorted(self.client.registry)
         if agent is not None:
             if agent not in self.client.registry:
-                known = sorted(self.client.registry)
                 raise ToolException(f"unknown agent {agent!r}; choose one of {known}")
             return agent
         if self.default_agent is not None:
             return self.default_agent
-        if len(self.client.registry) == 1:
-            return next(iter(self.client.registry))
-        raise ToolException(f"name the agent: one of {sorted(self.client.registry)}")
+        if len(known) == 1:
+            return known[0]
+        raise ToolException(f"name the agent: one of {known}")
 
     def _dispatch_content(self, result: DispatchResult, spec: str | None) -> str:
         report = result.report
@@ -394,32 +375,29 @@ class DispatchTool(_FanoutTool):
         aggregate = result.aggregate
         if spec is None or spec == "collect_all":
             lines.extend(self._per_item(result.results))
-        elif isinstance(aggregate, Vote):
+            return self._fit(lines)
+        if isinstance(aggregate, Vote):
             lines.append(_vote_line(aggregate))
         elif isinstance(aggregate, SubAgentResult):
-            text = self._clip(output_text(aggregate.output))
+            text = _clip(output_text(aggregate.output), self.max_item_chars)
             lines.append(f"{spec}: [{aggregate.index}] {text}")
         elif isinstance(aggregate, int | float):
             lines.append(f"{spec}: {aggregate:.6g}")
         elif aggregate is None:
             lines.append(f"{spec}: no answer (no successful output had a value)")
         else:
-            lines.append(f"{spec}: {self._clip(output_text(aggregate))}")
-        if result.failures and not (spec is None or spec == "collect_all"):
+            lines.append(f"{spec}: {_clip(output_text(aggregate), self.max_item_chars)}")
+        if result.failures:
             lines.append(_failure_line(result.results))
         return self._fit(lines)
 
     def _per_item(self, results: Sequence[SubAgentResult]) -> list[str]:
-        lines = []
-        for r in results:
-            if r.ok:
-                lines.append(f"[{r.index}] {self._clip(output_text(r.output))}")
-            else:
-                lines.append(f"[{r.index}] failed ({r.error_kind}): {_short(r.error)}")
-        return lines
-
-    def _clip(self, text: str) -> str:
-        return _clip(text, self.max_item_chars)
+        return [
+            f"[{r.index}] {_clip(output_text(r.output), self.max_item_chars)}"
+            if r.ok
+            else f"[{r.index}] failed ({r.error_kind}): {_short(r.error)}"
+            for r in results
+        ]
 
     def _fit(self, lines: list[str]) -> str:
         kept: list[str] = []
@@ -442,8 +420,7 @@ def _template_and_arguments(instruction: str, items: Sequence[Any]) -> tuple[str
             f"invalid instruction: {exc.message}. Use {{item}} or plain {{name}} fields and "
             "write {{ and }} for literal braces."
         ) from None
-    if not parsed.fields:
-        # No field: the item goes after the instruction.
+    if not parsed.fields:  # no field: the item goes after the instruction
         return instruction + "\n\n{item}", [{"item": _item_text(item)} for item in items]
     arguments: list[Any] = []
     for index, item in enumerate(items):
@@ -471,14 +448,11 @@ def _item_text(item: Any) -> str:
 class DelegateTool(_FanoutTool):
     """Delegates one task to a named agent. Build it with ``create_delegate_tool``."""
 
+    default_name: ClassVar[str] = "delegate_to_agent"
     timeout: float | None = Field(default=None, gt=0)
     """Seconds each attempt may run (the request's ``timeout``)."""
     policy: ErrorRecoveryPolicy | None = None
     """Overrides the client's recovery policy for this tool's delegations."""
-
-    @classmethod
-    def _default_name(cls) -> str:
-        return "delegate_to_agent"
 
     @classmethod
     def _describe(cls, client: A2AClient, data: Mapping[str, Any]) -> str:
@@ -498,36 +472,16 @@ class DelegateTool(_FanoutTool):
         )
         return schema
 
-    def _run(
+    async def _call(
         self,
-        agent: str,
-        task: str,
-        context: dict[str, Any] | None = None,
-        run_manager: CallbackManagerForToolRun | None = None,
-    ) -> _ToolOutput:
-        config = _child_config(run_manager)
-        return self._blocking(lambda: self._delegate(agent, task, context, config))
-
-    async def _arun(
-        self,
-        agent: str,
-        task: str,
-        context: dict[str, Any] | None = None,
-        run_manager: AsyncCallbackManagerForToolRun | None = None,
-    ) -> _ToolOutput:
-        return await self._delegate(agent, task, context, _child_config(run_manager))
-
-    async def _delegate(
-        self,
-        agent: str,
-        task: str,
-        context: dict[str, Any] | None,
         config: RunnableConfig | None,
+        agent: str,
+        task: str,
+        context: dict[str, Any] | None = None,
     ) -> _ToolOutput:
         if agent not in self.client.registry:
-            raise ToolException(
-                f"unknown agent {agent!r}; choose one of {sorted(self.client.registry)}"
-            )
+            known = sorted(self.client.registry)
+            raise ToolException(f"unknown agent {agent!r}; choose one of {known}")
         try:
             request = AgentDelegationRequest(
                 agent_id=agent, task=task, context=context or {}, timeout=self.timeout
@@ -566,6 +520,7 @@ class VoteTool(_FanoutTool):
     Build it with ``create_vote_tool``.
     """
 
+    default_name: ClassVar[str] = "ask_ensemble"
     voters: tuple[str, ...] = ()
     """Registry names of the voting agents (every registered agent when empty)."""
     n: int = Field(default=1, ge=1)
@@ -574,10 +529,6 @@ class VoteTool(_FanoutTool):
     """JSON field of each answer to vote on (``None``: the whole answer)."""
     early: EarlyRule | None = "exact"
     """Stop asking once the vote is decided (``None``: always ask every voter)."""
-
-    @classmethod
-    def _default_name(cls) -> str:
-        return "ask_ensemble"
 
     @classmethod
     def _describe(cls, client: A2AClient, data: Mapping[str, Any]) -> str:
@@ -594,38 +545,15 @@ class VoteTool(_FanoutTool):
 
     @model_validator(mode="after")
     def _known_voters(self) -> VoteTool:
-        unknown = [v for v in self.voters if v not in self.client.registry]
-        if unknown:
-            raise ConfigurationError(
-                f"unknown voters {unknown} (known: {sorted(self.client.registry)})"
-            )
+        _check_voters(self.voters, self.client)
         return self
 
-    def _run(
+    async def _call(
         self,
-        question: str,
-        options: list[str] | None = None,
-        context: str | None = None,
-        run_manager: CallbackManagerForToolRun | None = None,
-    ) -> _ToolOutput:
-        config = _child_config(run_manager)
-        return self._blocking(lambda: self._vote(question, options, context, config))
-
-    async def _arun(
-        self,
-        question: str,
-        options: list[str] | None = None,
-        context: str | None = None,
-        run_manager: AsyncCallbackManagerForToolRun | None = None,
-    ) -> _ToolOutput:
-        return await self._vote(question, options, context, _child_config(run_manager))
-
-    async def _vote(
-        self,
-        question: str,
-        options: list[str] | None,
-        context: str | None,
         config: RunnableConfig | None,
+        question: str,
+        options: list[str] | None = None,
+        context: str | None = None,
     ) -> _ToolOutput:
         template = _vote_template(question, options, with_context=context is not None)
         arguments = None if context is None else {"context": context}
@@ -651,6 +579,12 @@ class VoteTool(_FanoutTool):
         return _vote_content(result), result
 
 
+def _check_voters(voters: Sequence[str], client: A2AClient) -> None:
+    unknown = [v for v in voters if v not in client.registry]
+    if unknown:
+        raise ConfigurationError(f"unknown voters {unknown} (known: {sorted(client.registry)})")
+
+
 def _vote_template(
     question: str, options: Sequence[str] | None, *, with_context: bool
 ) -> PromptTemplate:
@@ -670,11 +604,8 @@ def _vote_content(result: DispatchResult) -> str:
     if refusal is not None:
         return refusal
     vote = result.aggregate
-    lines = []
-    if isinstance(vote, Vote) and vote.winner is not None:
-        lines.append(_vote_line(vote))
-    else:
-        lines.append("no valid votes")
+    decided = isinstance(vote, Vote) and vote.winner is not None
+    lines = [_vote_line(vote) if decided else "no valid votes"]
     lines.append(_status_line(report, result.results))
     if result.failures:
         lines.append(_failure_line(result.results))
@@ -746,21 +677,18 @@ def _budget_refusal(results: Sequence[SubAgentResult], report: DispatchReport) -
 
 def _refusal_text(error: BudgetExceeded, spent: float, limit: float | None) -> str:
     cap = error.limit_usd if limit is None else limit
-    left = max(0.0, cap - spent)
     return (
         "refused: the cost budget of this run cannot cover the call, nothing was run. "
-        f"Spent ${spent:.4f} of ${cap:.4f}, ${left:.4f} left; one call needs up to "
-        f"${error.estimate_usd:.4f}. Answer with the results you already have."
+        f"Spent ${spent:.4f} of ${cap:.4f}, ${max(0.0, cap - spent):.4f} left; one call needs "
+        f"up to ${error.estimate_usd:.4f}. Answer with the results you already have."
     )
 
 
 def _ledger_text(ledger: CostLedger) -> str:
     if ledger.limit_usd is None:
         return ""
-    return (
-        f"; run: ${ledger.spent_usd:.4f} of ${ledger.limit_usd:.4f}, "
-        f"${max(0.0, ledger.limit_usd - ledger.spent_usd):.4f} left"
-    )
+    left = max(0.0, ledger.limit_usd - ledger.spent_usd)
+    return f"; run: ${ledger.spent_usd:.4f} of ${ledger.limit_usd:.4f}, ${left:.4f} left"
 
 
 # --------------------------------------------------------------------------- factories
@@ -774,27 +702,19 @@ def _client(
     ledger: CostLedger | None,
     options: Mapping[str, Any],
 ) -> A2AClient:
-    if isinstance(agents, A2AClient):
-        given = [
-            name
-            for name, value in (("limits", limits), ("policy", policy), ("ledger", ledger))
-            if value is not None
-        ] + sorted(options)
-        if given:
-            raise ConfigurationError(f"configure the A2AClient instead of passing {given} with it")
-        return agents
-    return A2AClient(
-        AgentRegistry.of(agents), limits=limits, policy=policy, ledger=ledger, **options
-    )
+    if not isinstance(agents, A2AClient):
+        registry = AgentRegistry.of(agents)
+        return A2AClient(registry, limits=limits, policy=policy, ledger=ledger, **options)
+    named = {"limits": limits, "policy": policy, "ledger": ledger}
+    given = [k for k, v in named.items() if v is not None] + sorted(options)
+    if given:
+        raise ConfigurationError(f"configure the A2AClient instead of passing {given} with it")
+    return agents
 
 
 def _tool_fields(name: str | None, description: str | None) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    if name is not None:
-        fields["name"] = name
-    if description is not None:
-        fields["description"] = description
-    return fields
+    fields = {"name": name, "description": description}
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def create_dispatch_tool(
@@ -815,27 +735,22 @@ def create_dispatch_tool(
     Args:
         agents: an ``A2AClient`` (shares its budget), an ``AgentRegistry``, a mapping of
             names to agents, or one agent.
-        limits: limits of the whole run, shared by every call of the tool.
-        policy: retry/fallback policy (``fallback_tools`` are registry names).
-        ledger: a ledger to share with other tools or dispatchers.
-        name: the tool name (``dispatch_agents``).
-        description: overrides the generated description.
+        limits / policy / ledger: the run's limits (shared by every call of the tool), its
+            retry/fallback policy (``fallback_tools`` are registry names), a ledger to share.
+        name / description: override ``dispatch_agents`` and the generated description.
         default_agent: agent used when the model names none.
         aggregate: aggregation used when the model asks for none.
         max_items: most items per call.
-        **options: ``prices``, ``screening``, ``cache``, ``rate_limiter``, ``breakers``,
-            ``sleep``, ``rng``, ``config`` (see ``A2AClient``).
+        **options: other ``A2AClient`` options (``prices``, ``screening``, ``cache``,
+            ``rate_limiter``, ``breakers``, ``sleep``, ``rng``, ``config``).
 
     Raises:
         ConfigurationError: no agent, an unknown ``default_agent`` or fallback, or options
             passed together with a client.
 
     Example:
-        >>> tool = create_dispatch_tool(
-        ...     {"classifier": model},
-        ...     limits=DispatchResourceLimits(max_total_cost_usd=0.05),
-        ...     prices={"my-model": Price(input_per_mtok=1, output_per_mtok=4)},
-        ... )
+        >>> tool = create_dispatch_tool({"classifier": model},
+        ...     limits=DispatchResourceLimits(max_total_cost_usd=0.05))
         >>> msg = tool.invoke({"type": "tool_call", "id": "1", "name": tool.name,
         ...                    "args": {"instruction": "Classify: {item}", "items": ["a", "b"]}})
         >>> msg.content, msg.artifact.report.succeeded
@@ -869,13 +784,9 @@ def create_delegate_tool(
 
     Args:
         registry: an ``A2AClient``, an ``AgentRegistry``, a mapping, or one agent.
-        limits: limits of the whole run, shared by every call of the tool.
-        policy: retry/fallback policy (``fallback_tools`` are registry names).
-        ledger: a ledger to share.
+        limits / policy / ledger / **options: as for ``create_dispatch_tool``.
         timeout: seconds each attempt may run.
-        name: the tool name (``delegate_to_agent``).
-        description: overrides the generated description.
-        **options: other ``A2AClient`` options (``prices``, ``screening``...).
+        name / description: override ``delegate_to_agent`` and the generated description.
 
     Raises:
         ConfigurationError: no agent, an unknown fallback, or options with a client.
@@ -914,8 +825,7 @@ def create_vote_tool(
         early: ``"exact"`` stops once the leader cannot be overtaken, ``"adaptive"`` once
             it is very likely to stay ahead, ``None`` asks everyone.
         limits / policy / ledger / **options: as for ``create_dispatch_tool``.
-        name: the tool name (``ask_ensemble``).
-        description: overrides the generated description.
+        name / description: override ``ask_ensemble`` and the generated description.
 
     Raises:
         ConfigurationError: no agent, an unknown voter, ``n < 1``.
@@ -932,14 +842,7 @@ def create_vote_tool(
         n = 5 if len(names) == 1 else 1
     if n < 1:
         raise ConfigurationError(f"n must be >= 1, got {n}")
-    unknown = [v for v in names if v not in client.registry]
-    if unknown:
-        raise ConfigurationError(f"unknown voters {unknown} (known: {sorted(client.registry)})")
+    _check_voters(names, client)
     return VoteTool(
-        client=client,
-        voters=names,
-        n=n,
-        key=key,
-        early=early,
-        **_tool_fields(name, description),
+        client=client, voters=names, n=n, key=key, early=early, **_tool_fields(name, description)
     )
