@@ -5,7 +5,7 @@ Start with ``dispatch_agents`` (fan-out under limits), ``vote`` (ensembles) and 
 cache, rate limits and screening.
 """
 
-from .agents import SubAgent
+from .agents import ClientRetriesWarning, SubAgent
 from .aggregate import (
     aggregator_from,
     best_result,
@@ -17,8 +17,15 @@ from .aggregate import (
 )
 from .breaker import BreakerConfig, CircuitBreaker
 from .cache import CacheMode, IdempotencyCache
-from .call import Task
+from .call import Task, UnpricedModelWarning
 from .cost import CostLedger, Price, count_message_tokens, count_tokens, lookup_price
+from .delegation import (
+    A2AClient,
+    AgentDelegationRequest,
+    AgentRegistry,
+    DelegationResult,
+    delegate,
+)
 from .dispatch import (
     Dispatcher,
     DispatchMode,
@@ -51,8 +58,17 @@ from .errors import (
     UnpricedModel,
     VoteTie,
 )
+from .graphs import (
+    as_dispatch_result,
+    create_fan_in_graph,
+    create_fan_out_graph,
+    create_pipeline_graph,
+    create_tree_graph,
+    parallel,
+)
 from .hedging import HedgePolicy
 from .limits import DispatchResourceLimits
+from .plan import DispatchPlan, plan_dispatch
 from .prompts import PromptTemplate
 from .ratelimit import RateLimiter, shared_limiter
 from .recovery import ErrorRecoveryPolicy, ErrorStrategy
@@ -68,11 +84,19 @@ from .stopping import (
     stop_on_first_failure,
     stop_when,
 )
+from .tools import (
+    create_delegate_tool,
+    create_dispatch_tool,
+    create_vote_tool,
+)
 from .voting import Vote, majority_vote
 
 __all__ = [
+    "A2AClient",
+    "AgentDelegationRequest",
     "AgentError",
     "AgentLimitExceeded",
+    "AgentRegistry",
     "Attempt",
     "BreakerConfig",
     "BudgetExceeded",
@@ -84,11 +108,14 @@ __all__ = [
     "CallTimeout",
     "CircuitBreaker",
     "CircuitOpen",
+    "ClientRetriesWarning",
     "ConfigurationError",
     "CostLedger",
+    "DelegationResult",
     "DepthLimitExceeded",
     "DispatchFailed",
     "DispatchMode",
+    "DispatchPlan",
     "DispatchProgress",
     "DispatchReport",
     "DispatchResourceLimits",
@@ -119,13 +146,23 @@ __all__ = [
     "SyncInAsyncError",
     "Task",
     "UnpricedModel",
+    "UnpricedModelWarning",
     "Vote",
     "VoteTie",
     "aggregator_from",
+    "as_dispatch_result",
     "best_result",
     "collect_all",
     "count_message_tokens",
     "count_tokens",
+    "create_delegate_tool",
+    "create_dispatch_tool",
+    "create_fan_in_graph",
+    "create_fan_out_graph",
+    "create_pipeline_graph",
+    "create_tree_graph",
+    "create_vote_tool",
+    "delegate",
     "dispatch_agents",
     "dispatch_agents_sync",
     "first_success",
@@ -133,6 +170,8 @@ __all__ = [
     "majority_vote",
     "mean",
     "median",
+    "parallel",
+    "plan_dispatch",
     "rank_by_metric",
     "shared_limiter",
     "stop_after_failures",
