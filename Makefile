@@ -16,8 +16,8 @@ demo: $(STAMP)
 	$(BIN)/langgraph-fanout demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples benchmarks
-	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/ruff check src tests examples benchmarks integrations
+	$(BIN)/ruff format --check src tests examples benchmarks integrations
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

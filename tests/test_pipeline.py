@@ -76,6 +76,10 @@ async def test_seed_case_budget_holds_with_ten_calls_in_flight() -> None:
             limits=DispatchResourceLimits(max_concurrent=10, max_total_cost_usd=0.05),
         )
     )
+    for _ in range(5000):  # the first estimate loads tiktoken in a worker thread
+        if model.in_flight == 5:
+            break
+        await asyncio.sleep(0.001)
     for _ in range(200):
         await asyncio.sleep(0)
     assert model.in_flight == 5  # the other five slots' calls were refused, not started

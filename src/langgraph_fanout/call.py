@@ -185,10 +185,6 @@ class CallPipeline:
         self._needs_estimate = run.ledger.limit_usd is not None or (
             run.limiter is not None and run.limiter.limits.tokens_per_minute is not None
         )
-        if self._needs_estimate:
-            # Load the encodings now (once per process), not inside the first call while
-            # other calls are in flight.
-            (guards.counter or _DEFAULT_COUNTER).count("warm up")
 
     async def __call__(self, task: Task) -> SubAgentResult:
         if task.invalid is not None:
@@ -360,7 +356,15 @@ class CallPipeline:
         """One attempt of one agent: count, reserve, wait for the rate, take a slot, invoke."""
         run = self._run
         run.count_agent()
-        estimate, tokens = self._estimate(agent, prompt) if self._needs_estimate else (0.0, 0)
+        estimate, tokens = 0.0, 0
+        if self._needs_estimate:
+            if agent.model in _COUNTED_MODELS:
+                estimate, tokens = self._estimate(agent, prompt)
+            else:
+                # The first count for a model loads (and may seed) tiktoken's encoding: file
+                # I/O and ~0.3 s of CPU that must not block the event loop.
+                estimate, tokens = await asyncio.to_thread(self._estimate, agent, prompt)
+                _COUNTED_MODELS.add(agent.model)
         # Nothing to hold for a zero estimate (a callable, or no budget): a real cost found
         # afterwards is still committed (as overshoot of a zero reservation).
         reservation = (
@@ -519,6 +523,7 @@ class CallPipeline:
 
 
 _DEFAULT_COUNTER = TokenCounter()
+_COUNTED_MODELS: set[str | None] = set()  # models whose encoding is loaded in this process
 
 
 def _name_of(agent: SubAgent) -> str:
