@@ -33,6 +33,7 @@ from langchain_core.runnables import RunnableConfig
 from .agents import SubAgent
 from .breaker import BreakerRegistry, default_breakers
 from .cache import CacheEntry, CacheMode, CacheSource, IdempotencyCache, cache_key
+from .classify import retry_after_s as provider_retry_after
 from .cost import Price, Reservation, TokenCounter, UsageCapture, estimate_cost, lookup_price
 from .errors import (
     AgentError,
@@ -47,7 +48,6 @@ from .hedging import HedgePolicy, HedgeTracker
 from .limits import Scope, SharedRun, SlotLease, current_scope, enter_scope, exit_scope
 from .prompts import PromptTemplate
 from .recovery import ErrorRecoveryPolicy, run_with_recovery
-from .recovery import retry_after_s as provider_retry_after
 from .results import Status, SubAgentResult
 from .security import ScreeningPolicy
 
