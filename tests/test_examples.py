@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import inspect
 import json
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from langgraph_fanout.demo import DeepDive, run_deep_dive
+from langgraph_fanout.errors import AgentError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # Examples whose claims are checked one by one below; any other example is still run.
@@ -24,6 +26,11 @@ CHECKED = {
     "05_cost_protection.py",
     "06_idempotency.py",
     "07_error_recovery.py",
+    "08_tree_recursion.py",
+    "09_pipeline_branches.py",
+    "10_fan_in.py",
+    "11_agent_with_dispatch_tool.py",
+    "12_graph_with_fanout_subgraph.py",
     "parallel_deep_dive.py",
 }
 
@@ -33,6 +40,9 @@ def load(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # Registered as an import would: LangGraph resolves a state TypedDict's postponed
+    # annotations through sys.modules[cls.__module__] (example 12 defines one).
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -149,6 +159,90 @@ async def test_07_error_recovery() -> None:
     _, down, backup = out["models"]
     assert out["primary_calls"] == down.calls == 3  # the threshold; then the circuit is open
     assert backup.calls == 10
+
+
+async def test_08_tree_recursion_sorts_with_8_parallel_leaves() -> None:
+    out = await run("08_tree_recursion.py")
+    assert out["sorted"]
+    assert out["leaf_calls"] == out["leaves"] == 2**3
+    assert out["depth_reached"] == 3
+    assert out["leaf_sizes"] == [125] * 8  # the median pivot halves every list
+    assert out["report"]["succeeded"] == 8
+    # Eight 50 ms leaves one after another take 0.4 s; in parallel about one latency.
+    assert 0.05 <= out["wall_time_s"] < 8 * 0.05
+
+
+async def test_09_pipeline_finishes_without_its_failed_branch() -> None:
+    out = await run("09_pipeline_branches.py")
+    assert out["status"] == "ok"
+    assert out["output"] == "Profile from geo, news"  # the aggregator got the two others
+    assert [(r["stage"], r["branch"], r["agent"], r["status"]) for r in out["records"]] == [
+        (0, None, "validate", "ok"),
+        (1, 0, "geo", "ok"),
+        (1, 1, "company", "error"),
+        (1, 2, "news", "ok"),
+        (2, None, "aggregate", "ok"),
+    ]
+    failed = out["results"][2]
+    assert isinstance(failed.error, AgentError)
+    assert (failed.error.status_code, failed.error.cause_type) == (500, "InternalServerError")
+    assert out["company"].calls == 1  # retries off: the 500 was not retried
+    report = out["report"]
+    assert (report["succeeded"], report["failed"], report["retries"]) == (4, 1, 0)
+    assert report["failures_by_kind"] == {"agent_error": 1}
+    assert report["spent_usd"] > 0
+
+
+async def test_10_fan_in_writer_gets_every_collected_output() -> None:
+    out = await run("10_fan_in.py")
+    assert len(out["collected"]) == 6  # 3 collectors x 2 topics
+    prompt = out["writer_prompt"]
+    for collector in ("web", "news", "papers"):
+        for topic in ("solid-state batteries", "sodium-ion batteries"):
+            assert f"3 facts on {topic} from {collector}" in prompt
+    assert out["writer"].calls == 1
+    assert out["answer"].startswith("Brief from 6 notes on solid-state")
+    report = out["report"]
+    assert report["calls_started"] == report["succeeded"] == 7  # the writer's call included
+    by_agent = report["cost_by_agent"]
+    assert set(by_agent) == {"web", "news", "papers", "writer"}
+    assert report["spent_usd"] == pytest.approx(sum(by_agent.values()))
+    assert report["spent_usd"] == pytest.approx(out["collectors_usd"] + by_agent["writer"])
+    assert by_agent["writer"] > out["collectors_usd"] > 0  # one big-model call costs more
+
+
+async def test_11_agent_tool_call_refused_by_the_budget() -> None:
+    out = await run("11_agent_with_dispatch_tool.py")
+    first, second = out["tool_messages"]
+    spent = 2 * (30 * 10e-6 + 40 * 100e-6)
+    assert first == (
+        f"2/2 ok; spent ${spent:.4f} (run: ${spent:.4f} of $0.0120, ${0.012 - spent:.4f} left)\n"
+        "[0] apparel\n[1] electronics"
+    )
+    assert second.startswith("refused: the cost budget of this run cannot cover the call")
+    assert f"Spent ${spent:.4f} of $0.0120" in second
+    assert out["final"].startswith("Shoes: apparel, laptop: electronics.")
+    assert out["worker_calls"] == 2  # the refused call started no sub-agent
+    assert out["spent_usd"] == pytest.approx(spent) and out["spent_usd"] <= 0.012
+
+
+async def test_12_fan_out_subgraph_streams_progress_into_the_parent(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = await run("12_graph_with_fanout_subgraph.py")
+    events = out["events"]
+    assert out["progress_events"] == len(events) == out["report"]["inputs"] == 4
+    assert [e["done"] for e in events] == [1, 2, 3, 4]
+    assert {(e["event"], e["graph"], e["total"], e["status"]) for e in events} == {
+        ("item_done", "research", 4, "ok")
+    }
+    assert events[-1]["cost_usd_so_far"] == pytest.approx(out["report"]["spent_usd"])
+    assert out["model"].calls == 4
+    assert out["summary"] == (
+        f"4/4 aspects for ${out['report']['spent_usd']:.6f}: notes on market size; "
+        "notes on competitors; notes on regulation; notes on pricing"
+    )
+    assert "4 progress events" in capsys.readouterr().out
 
 
 def test_deep_dive_script_runs(capsys: pytest.CaptureFixture[str]) -> None:
