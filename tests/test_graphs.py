@@ -834,3 +834,11 @@ async def test_a_failing_aggregator_agent_is_a_typed_result() -> None:
     out = await create_fan_in_graph(web, aggregator=writer).compile().ainvoke({"sources": ["x"]})
     assert out["aggregate"] is None
     assert result_from_record(out["aggregate_result"]).error_kind == "agent_error"
+
+
+def test_messages_in_a_join_become_their_text() -> None:
+    from langchain_core.messages import AIMessage
+
+    from langgraph_fanout.graph_runs import message_text
+
+    assert message_text({"geo": AIMessage("paris"), "n": 1}) == '{"geo": "paris", "n": 1}'

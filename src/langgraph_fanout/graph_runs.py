@@ -379,9 +379,14 @@ def message_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     try:
-        return json.dumps(value, default=str, ensure_ascii=False)
+        # Messages nested in a join ({agent: AIMessage}) contribute their text, not a repr.
+        return json.dumps(value, default=_text_of, ensure_ascii=False)
     except (TypeError, ValueError):
         return str(value)
+
+
+def _text_of(value: Any) -> str:
+    return value.text if isinstance(value, BaseMessage) else str(value)
 
 
 def prompt_for(agent: SubAgent, value: Any) -> Any:
