@@ -479,3 +479,48 @@ async def test_bad_configuration_is_rejected() -> None:
     with pytest.raises(ConfigurationError, match="cannot use int"):
         await dispatch_agents("{n}", items(1), agent=42)
     assert DispatchMode("partial") is DispatchMode.PARTIAL
+
+
+async def test_closing_a_stream_early_cancels_the_calls_in_flight() -> None:
+    gate = asyncio.Event()
+    probe = Probe(gate=gate)
+    started: list[int] = []
+
+    async def agent(prompt: Any) -> Any:
+        started.append(prompt)
+        return await probe(str(prompt)) if prompt else prompt
+
+    dispatcher = Dispatcher(agent, limits=DispatchResourceLimits(max_concurrent=3))
+    async with aclosing(dispatcher.stream(None, iter(range(100)))) as stream:
+        async for result in stream:
+            assert result.index == 0  # item 0 returns at once; 1..3 wait on the gate
+            break
+    assert probe.in_flight == 0  # cancelled by the close, not left running
+    count = len(started)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(started) == count <= 4  # and nothing new started after the close
+
+
+async def test_closing_a_stream_with_a_full_queue_does_not_hang() -> None:
+    async def agent(prompt: Any) -> Any:
+        return prompt
+
+    dispatcher = Dispatcher(agent, limits=DispatchResourceLimits(max_concurrent=1))
+    stream = dispatcher.stream(None, iter(range(1000)))
+    first = await anext(stream)
+    for _ in range(50):  # let the producer fill its allowance while we do not consume
+        await asyncio.sleep(0)
+    await asyncio.wait_for(stream.aclose(), timeout=5)
+    assert first.index == 0
+
+
+async def test_stream_reports_and_honours_all_or_nothing() -> None:
+    reports: list[Any] = []
+    dispatcher = Dispatcher(Probe(fail={"3"}), mode="all_or_nothing")
+    seen = []
+    with pytest.raises(DispatchFailed, match="input 3 failed"):
+        async for result in dispatcher.stream("{n}", items(5), on_report=reports.append):
+            seen.append(result.index)
+    assert sorted(seen) == list(range(5))
+    assert reports[0].inputs == 5 and reports[0].failed == 1

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import (
     AsyncGenerator,
@@ -344,12 +345,15 @@ class Dispatcher:
         *,
         agent: AgentLike | None = None,
         samples: int = 1,
+        on_report: Callable[[DispatchReport], None] | None = None,
     ) -> AsyncGenerator[SubAgentResult, None]:
         """Yield results as they complete. Arguments may be a lazy iterator (no template
         validation ahead of time then: a bad item ends as its own error result).
 
         Close it early with ``contextlib.aclosing`` so the calls in flight are cancelled
-        at once rather than when the generator is collected.
+        at once rather than when the generator is collected. ``on_report`` receives the
+        ``DispatchReport`` at the end; all-or-nothing and ``min_success_count`` raise
+        ``DispatchFailed`` at the end, as ``run`` does.
         """
         sub = self._agent(agent)
         parsed = None if template is None else PromptTemplate.parse(template)
@@ -378,42 +382,68 @@ class Dispatcher:
                     )
                     index += 1
 
-        async for result in self.stream_tasks(
-            tasks(), total=None if total is None else total * samples
-        ):
-            yield result
+        stream = self.stream_tasks(
+            tasks(), total=None if total is None else total * samples, on_report=on_report
+        )
+        async with contextlib.aclosing(stream) as results:  # closing us closes it, at once
+            async for result in results:
+                yield result
 
     async def stream_tasks(
-        self, tasks: Iterable[Task], *, total: int | None = None
+        self,
+        tasks: Iterable[Task],
+        *,
+        total: int | None = None,
+        on_report: Callable[[DispatchReport], None] | None = None,
     ) -> AsyncGenerator[SubAgentResult, None]:
-        """Yield the results of ``tasks`` as they complete."""
+        """Yield the results of ``tasks`` as they complete.
+
+        Args:
+            tasks: the tasks (a lazy iterator is fine).
+            total: their number, if known (stop conditions such as votes need it).
+            on_report: called with the ``DispatchReport`` once the stream is exhausted.
+
+        Raises:
+            DispatchFailed: at the end, as ``run`` would (all-or-nothing or
+                ``min_success_count``); the results were already yielded.
+        """
         window = self.limits.max_concurrent or 64
-        queue: asyncio.Queue[SubAgentResult | None] = asyncio.Queue(maxsize=2 * window)
+        # Unbounded queue with a separate allowance of 2 x window results: the producer
+        # waits for room (backpressure) but its end-of-stream mark can never block, even
+        # when it is cancelled with the queue full.
+        queue: asyncio.Queue[SubAgentResult | None] = asyncio.Queue()
+        room = Slots(2 * window)
         builder = ReportBuilder()
+        reports: list[DispatchReport] = []
 
         async def put(result: SubAgentResult) -> None:
+            await room.acquire()
             builder.add(result)
-            await queue.put(result)
+            queue.put_nowait(result)
 
         async def produce() -> None:
             try:
-                await self._execute(iter(tasks), total, put, builder)
+                reports.append((await self._execute(iter(tasks), total, put, builder))[1])
             finally:
-                await queue.put(None)
+                queue.put_nowait(None)
 
         runner = asyncio.create_task(produce())
         try:
             while (item := await queue.get()) is not None:
+                room.release()
                 yield item
             await runner
         finally:
             if not runner.done():
                 runner.cancel()
                 await asyncio.wait([runner])
+        report = reports[0]
+        if on_report is not None:
+            on_report(report)
+        self._check_outcome(report, ())
 
-    def _finish(
-        self, results: tuple[SubAgentResult, ...], report: DispatchReport
-    ) -> DispatchResult:
+    def _check_outcome(self, report: DispatchReport, results: tuple[SubAgentResult, ...]) -> None:
+        """Raise ``DispatchFailed`` when the mode or ``min_success_count`` says so."""
         if self.mode is DispatchMode.ALL_OR_NOTHING and report.succeeded != report.inputs:
             raise DispatchFailed(reason=report.stop_reason or "an input failed", results=results)
         need = self.limits.min_success_count
@@ -421,6 +451,11 @@ class Dispatcher:
             raise DispatchFailed(
                 reason=f"{report.succeeded} successes < min_success_count={need}", results=results
             )
+
+    def _finish(
+        self, results: tuple[SubAgentResult, ...], report: DispatchReport
+    ) -> DispatchResult:
+        self._check_outcome(report, results)
         aggregate = None
         if self.aggregate is not None:
             try:
