@@ -35,7 +35,7 @@ from langgraph_fanout import (
     dispatch_agents,
 )
 from langgraph_fanout.cache import IdempotencyCache
-from langgraph_fanout.call import UnpricedModelWarning
+from langgraph_fanout.call import UnestimatedCostWarning, UnpricedModelWarning
 from langgraph_fanout.cost import Price, lookup_price
 from langgraph_fanout.ledger import CostLedger
 from langgraph_fanout.recovery import ErrorRecoveryPolicy, ErrorStrategy
@@ -167,13 +167,15 @@ async def test_nested_dispatch_bills_each_call_once() -> None:
         return inner.outputs
 
     runnable = RunnableLambda(parent, name="parent")
-    result = await dispatch_agents(
-        "{n}",
-        items(2),
-        agent=runnable,
-        prices={"sim-cent": CENT},
-        limits=DispatchResourceLimits(max_total_cost_usd=1.0),
-    )
+    # The parent states no model: we are told its own worst case is unknown.
+    with pytest.warns(UnestimatedCostWarning):
+        result = await dispatch_agents(
+            "{n}",
+            items(2),
+            agent=runnable,
+            prices={"sim-cent": CENT},
+            limits=DispatchResourceLimits(max_total_cost_usd=1.0),
+        )
     assert child.calls == 6
     assert all(r.ok and r.cost_usd == 0.0 for r in result)  # the parent is not a model
     assert result.report.total_spent_usd == pytest.approx(0.06)
@@ -463,3 +465,23 @@ async def test_inputs_are_redacted_before_the_call_when_asked() -> None:
         screening=ScreeningPolicy(redact_inputs=True, redact_outputs=False),
     )
     assert seen == ["Reply to [REDACTED:EMAIL]"]
+
+
+async def test_agents_without_a_model_are_billed_fully_and_stopped_at_the_cap() -> None:
+    """A chain's cost is known only afterwards: it is admitted while budget remains,
+    billed in full from real usage, and nothing starts once the budget is used up."""
+    model = SimulatedChatModel(model_name="sim-dollar", usage_override=(0, 200), max_tokens=200)
+    chain = RunnableLambda(lambda x: x, name="prep") | model  # $2 per call, no declared model
+    with pytest.warns(UnestimatedCostWarning, match="states no model"):
+        result = await dispatch_agents(
+            "{n}",
+            items(4),
+            agent=chain,
+            prices={"sim-dollar": Price(input_per_mtok=0, output_per_mtok=10_000)},
+            limits=DispatchResourceLimits(max_total_cost_usd=3.0, max_concurrent=1),
+        )
+    assert model.calls == 2  # $2, then $4 > $3: no room left for the third
+    assert [r.ok for r in result] == [True, True, False, False]
+    assert result.report.total_spent_usd == pytest.approx(4.0)  # every paid call recorded
+    assert result.report.overshoot_usd == pytest.approx(4.0)  # nothing was reserved for it
+    assert all(isinstance(r.error, BudgetExceeded) for r in result[2:])

@@ -51,11 +51,15 @@ from .recovery import ErrorRecoveryPolicy, run_with_recovery
 from .results import Status, SubAgentResult
 from .security import ScreeningPolicy
 
-__all__ = ["CallPipeline", "Guards", "Task", "UnpricedModelWarning"]
+__all__ = ["CallPipeline", "Guards", "Task", "UnestimatedCostWarning", "UnpricedModelWarning"]
 
 
 class UnpricedModelWarning(UserWarning):
     """A model with no known price ran and was counted at zero cost (budget not enforced)."""
+
+
+class UnestimatedCostWarning(UserWarning):
+    """An agent with no declared model ran under a budget: no worst case could be reserved."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -365,10 +369,12 @@ class CallPipeline:
                 # I/O and ~0.3 s of CPU that must not block the event loop.
                 estimate, tokens = await asyncio.to_thread(self._estimate, agent, prompt)
                 _COUNTED_MODELS.add(agent.model)
-        # Nothing to hold for a zero estimate (a callable, or no budget): a real cost found
-        # afterwards is still committed (as overshoot of a zero reservation).
+        # Under a budget every attempt is admitted by the ledger, a zero estimate included
+        # (it needs room left); without one there is nothing to hold.
         reservation = (
-            run.ledger.reserve(agent=agent.name, estimate_usd=estimate) if estimate else None
+            run.ledger.reserve(agent=agent.name, estimate_usd=estimate)
+            if estimate or run.ledger.limit_usd is not None
+            else None
         )
         account.estimate = estimate
         capture: _CallUsage | None = None
@@ -411,10 +417,9 @@ class CallPipeline:
     ) -> None:
         """Settle an attempt's reservation with its real cost."""
         if reservation is None:
-            if not cost:
-                return
-            reservation = self._run.ledger.reserve(agent=agent.name, estimate_usd=0.0)
-        reservation.commit(cost)
+            self._run.ledger.charge(agent=agent.name, actual_usd=cost)
+        else:
+            reservation.commit(cost)
         account.cost += cost
 
     async def _invoke(self, agent: SubAgent, prompt: Any, config: RunnableConfig | None) -> Any:
@@ -460,7 +465,9 @@ class CallPipeline:
             if agent.model is not None or agent.kind == "chat_model":
                 self._unpriced(agent)
             # Not a model itself (a callable or graph): the models it calls are billed
-            # from real usage when it returns.
+            # from real usage when it returns, and the cap can be overshot meanwhile.
+            if agent.accepts_config and self._run.ledger.limit_usd is not None:
+                self._warn_unestimated(agent)
             counter = self._guards.counter or _DEFAULT_COUNTER
             return 0.0, counter.count_messages(text, agent.model) + max_out
         est = estimate_cost(
@@ -471,6 +478,19 @@ class CallPipeline:
             counter=self._guards.counter,
         )
         return est.usd, est.input_tokens + est.output_tokens
+
+    def _warn_unestimated(self, agent: SubAgent) -> None:
+        if agent.name in self._unpriced_warned:
+            return
+        self._unpriced_warned.add(agent.name)
+        warnings.warn(
+            f"agent {agent.name!r} states no model, so its worst case is unknown before it "
+            "runs: its calls are admitted while budget remains and billed from real usage "
+            "(overshoot is reported). Declare SubAgent.of(agent, model=..., "
+            "max_output_tokens=...) to reserve a worst case.",
+            UnestimatedCostWarning,
+            stacklevel=2,
+        )
 
     def _unpriced(self, agent: SubAgent) -> None:
         if self._run.ledger.limit_usd is not None and not self._run.limits.allow_unpriced:

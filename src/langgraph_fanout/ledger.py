@@ -386,7 +386,10 @@ class CostLedger:
         estimate = _to_nano(estimate_usd, "estimate_usd")
         with self._lock:
             limit = self._limit_nano
-            if limit is not None and self._spent + self._reserved + estimate > limit:
+            used = self._spent + self._reserved
+            # A zero estimate (a cost known only afterwards) still needs room left: once the
+            # budget is used up, nothing more starts.
+            if limit is not None and (used + estimate > limit or (not estimate and used >= limit)):
                 self._refused += estimate
                 self._refused_calls += 1
                 spent, reserved = self._spent, self._reserved
@@ -402,6 +405,26 @@ class CostLedger:
             estimate_usd=_to_usd(estimate),
             limit_usd=_to_usd(limit),
         )
+
+    def charge(self, *, agent: str, actual_usd: float) -> None:
+        """Record spend that had no reservation (a cost known only after the call).
+
+        Never refuses: the call already happened. Under a cap, all of it counts as
+        overshoot, since nothing was reserved for it.
+
+        Raises:
+            ConfigurationError: ``actual_usd`` is negative or not finite.
+        """
+        actual = _to_nano(actual_usd, "actual_usd")
+        if not actual:
+            return
+        with self._lock:
+            self._spent += actual
+            self._committed_calls += 1
+            self._by_agent[agent] = self._by_agent.get(agent, 0) + actual
+            if self._limit_nano is not None:
+                self._overshoot += actual
+                self._overshoot_calls += 1
 
     def can_fit(self, estimate_usd: float) -> bool:
         """Whether a reservation of ``estimate_usd`` would be admitted right now.
