@@ -485,3 +485,34 @@ async def test_agents_without_a_model_are_billed_fully_and_stopped_at_the_cap() 
     assert result.report.total_spent_usd == pytest.approx(4.0)  # every paid call recorded
     assert result.report.overshoot_usd == pytest.approx(4.0)  # nothing was reserved for it
     assert all(isinstance(r.error, BudgetExceeded) for r in result[2:])
+
+
+async def test_a_failed_shared_call_does_not_fail_another_dispatch() -> None:
+    """Single-flight shares successes; a follower of a failed call makes its own call."""
+    # The leader fails under its own 10 ms timeout; the follower, with no such limit,
+    # joined its flight and must not inherit that failure.
+    cache2 = IdempotencyCache()
+    gate2 = asyncio.Event()
+
+    async def held2(seconds: float) -> None:
+        await gate2.wait()
+
+    model2 = cent_model(latency_s=1.0, sleep=held2)
+    common2: dict[str, Any] = {"agent": model2, "prices": {"sim-cent": CENT}, "cache": cache2}
+    leader = asyncio.create_task(
+        dispatch_agents(
+            "Q {q}",
+            [{"q": 2}],
+            limits=DispatchResourceLimits(max_agent_duration_s=0.01),
+            policy=ErrorRecoveryPolicy(strategy=ErrorStrategy.FAIL),
+            **common2,
+        )
+    )
+    for _ in range(50):
+        await asyncio.sleep(0)
+    follower = asyncio.create_task(dispatch_agents("Q {q}", [{"q": 2}], **common2))
+    failed = await leader  # times out under its own 10 ms limit
+    assert failed[0].error is not None and failed[0].error.kind == "timeout"
+    gate2.set()
+    own = await follower
+    assert own[0].ok  # not the leader's timeout: it made its own call

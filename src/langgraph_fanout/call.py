@@ -239,17 +239,12 @@ class CallPipeline:
 
         try:
             entry, source = await cache.run(key, compute, mode=self._guards.cache_mode)
-        except _Failed as failed:
+        except _Failed:
             if mine:
                 return mine[0]
-            shared = failed.result
-            return SubAgentResult.from_error(
-                index=task.index,
-                agent=agent.name,
-                error=shared.error or CallError("shared call failed"),
-                sample=task.sample,
-                cache_hit=True,
-            )
+            # We joined an identical call that failed. Its failure is its own (another
+            # dispatch's budget, timeout or limits may have caused it): make our own call.
+            return await self._recover(task, prompt)
         if source is CacheSource.MISS and mine:
             return mine[0]
         return SubAgentResult(
