@@ -147,3 +147,24 @@ def test_error_details_never_carry_secrets() -> None:
     )
     assert "sk-proj" not in str(err) and "jane@example.com" not in str(err)
     assert "[REDACTED:OPENAI_KEY]" in str(err)
+
+
+def test_identity_tells_distinct_agents_apart_and_is_stable() -> None:
+    from langchain_openai import ChatOpenAI
+
+    def upper(x: str) -> str:
+        return x.upper()
+
+    def lower(x: str) -> str:
+        return x.lower()
+
+    f, g = SubAgent.of(lambda x: x, name="f"), SubAgent.of(lambda x: x * 2, name="f")
+    assert f.identity() != g.identity()  # two lambdas, one name
+    chain_a = RunnableLambda(upper) | RunnableLambda(lower)
+    chain_b = RunnableLambda(lower) | RunnableLambda(upper)
+    assert SubAgent.of(chain_a).identity() != SubAgent.of(chain_b).identity()
+    assert SubAgent.of(chain_a).identity() == SubAgent.of(chain_a).identity()
+    here = ChatOpenAI(model="m", api_key="sk-secret-123", max_retries=0)
+    there = ChatOpenAI(model="m", api_key="sk-secret-123", max_retries=0, base_url="http://o/v1")
+    assert SubAgent.of(here).identity() != SubAgent.of(there).identity()
+    assert "sk-secret-123" not in str(SubAgent.of(there).identity())  # no secrets in keys

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,6 +46,7 @@ AgentLike = Any
 Kind = Literal["chat_model", "runnable", "callable"]
 
 _SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "seed", "n", "max_tokens", "model_kwargs")
+_ENDPOINT_FIELDS = ("openai_api_base", "base_url", "anthropic_api_url", "deployment_name")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -176,14 +178,26 @@ class SubAgent:
         return self.kind != "callable" or self._accepts_config
 
     def identity(self) -> dict[str, Any]:
-        """What makes two calls of this agent the same call (for idempotency keys)."""
+        """What makes two calls of this agent the same call (for idempotency keys).
+
+        Stable across processes, so a persistent cache is shared by restarts: a chat
+        model by its class, endpoint and sampling parameters; a runnable by its
+        structure (``repr``: steps, bound kwargs and tools); a callable by where its
+        code is defined. Two different agents that print the same still need distinct
+        names.
+        """
         ident: dict[str, Any] = {"name": self.name, "model": self.model, "kind": self.kind}
+        target = self.target
         if self.kind == "chat_model":
-            ident["class"] = type(self.target).__name__
-            for attr in _SAMPLING_FIELDS:
-                value = getattr(self.target, attr, None)
+            ident["class"] = f"{type(target).__module__}.{type(target).__qualname__}"
+            for attr in _SAMPLING_FIELDS + _ENDPOINT_FIELDS:
+                value = getattr(target, attr, None)
                 if value is not None:
-                    ident[attr] = value
+                    ident[attr] = value if isinstance(value, int | float | str) else str(value)
+        elif self.kind == "runnable":
+            ident["structure"] = repr(target)
+        else:
+            ident["code"] = _code_location(target)
         return ident
 
     def prepare(self, prompt: Any) -> Any:
@@ -264,6 +278,27 @@ def _provider_of(model: BaseChatModel) -> str | None:
         if provider in module:
             return provider
     return None
+
+
+def _code_location(fn: Any) -> str:
+    """Where a callable's code lives: distinct functions (lambdas too) differ, and the
+    value is the same in every process."""
+    target = inspect.unwrap(fn) if callable(fn) else fn
+    code = getattr(target, "__code__", None)
+    if code is None:
+        call = getattr(type(target), "__call__", None)  # noqa: B004 - callable objects
+        code = getattr(call, "__code__", None)
+        owner = type(target)
+    else:
+        owner = target
+    name = f"{getattr(owner, '__module__', '?')}.{getattr(owner, '__qualname__', '?')}"
+    if code is None:
+        return name
+    # Two lambdas on one line share a location: their bytecode tells them apart.
+    body = hashlib.sha256(
+        code.co_code + repr((code.co_consts, code.co_names)).encode()
+    ).hexdigest()[:12]
+    return f"{name}@{code.co_filename}:{code.co_firstlineno}#{body}"
 
 
 def _int_or_none(value: Any) -> int | None:
