@@ -842,3 +842,21 @@ def test_messages_in_a_join_become_their_text() -> None:
     from langgraph_fanout.graph_runs import message_text
 
     assert message_text({"geo": AIMessage("paris"), "n": 1}) == '{"geo": "paris", "n": 1}'
+
+
+async def test_graph_calls_honour_the_per_call_timeout() -> None:
+    from langgraph_fanout import CallTimeout, DispatchResourceLimits
+    from langgraph_fanout.recovery import ErrorRecoveryPolicy, ErrorStrategy
+
+    async def hang(prompt: Any) -> Any:
+        await asyncio.Event().wait()
+
+    graph = create_fan_out_graph(
+        hang,
+        limits=DispatchResourceLimits(max_agent_duration_s=0.01),
+        policy=ErrorRecoveryPolicy(strategy=ErrorStrategy.FAIL),
+    ).compile()
+    out = await graph.ainvoke({"items": ["a", "b"]})
+    results = as_dispatch_result(out)
+    assert [r.error.kind for r in results if r.error] == ["timeout", "timeout"]
+    assert all(isinstance(r.error, CallTimeout) for r in results)

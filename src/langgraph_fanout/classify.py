@@ -60,18 +60,18 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def _chain(exc: BaseException, limit: int = 8) -> Iterator[BaseException]:
-    """The exception and those it was raised from, in the order Python prints them."""
+    """The exception and those it was explicitly raised from (``raise ... from``).
+
+    Only ``__cause__``: wrappers (LangChain's around OpenAI's) chain that way, while an
+    implicit ``__context__`` is just whatever was being handled, e.g. a ``KeyError``
+    raised inside ``except TimeoutError:`` is a bug, not a transient failure.
+    """
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen and len(seen) < limit:
         seen.add(id(current))
         yield current
-        if current.__cause__ is not None:
-            current = current.__cause__
-        elif not current.__suppress_context__:
-            current = current.__context__
-        else:
-            current = None
+        current = current.__cause__
 
 
 def _own_status(exc: BaseException) -> int | None:

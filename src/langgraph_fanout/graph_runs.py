@@ -34,7 +34,7 @@ from .dispatch import Dispatcher
 from .errors import CallCancelled, CallError, ConfigurationError, DepthLimitExceeded
 from .graph_records import DEFERRED, result_from_record
 from .ledger import CostLedger
-from .limits import DispatchResourceLimits, SharedRun, current_scope
+from .limits import DispatchResourceLimits, SharedRun, Slots, current_scope
 from .ratelimit import RateLimiter
 from .recovery import ErrorRecoveryPolicy
 from .report import DispatchReport, ReportBuilder
@@ -78,7 +78,7 @@ class GraphRun:
     depth: int
     limits: DispatchResourceLimits
     loop: asyncio.AbstractEventLoop
-    window: asyncio.Semaphore | None
+    window: Slots | None
     total: int | None
     refusal: CallError | None = None
     done: int = 0
@@ -175,7 +175,7 @@ async def open_run(
         depth=depth,
         limits=limits,
         loop=loop,
-        window=asyncio.Semaphore(limits.max_concurrent) if limits.max_concurrent else None,
+        window=Slots(limits.max_concurrent) if limits.max_concurrent else None,
         total=total,
     )
     max_depth = shared.limits.max_dispatch_depth
@@ -264,8 +264,11 @@ async def run_call(
             if run.stop_reason is not None:
                 result = _refused(task, CallCancelled(reason=run.stop_reason, started=False))
             else:
+                timeout = run.limits.max_agent_duration_s
+                if timeout is None:
+                    timeout = run.shared.limits.max_agent_duration_s
                 pipeline = CallPipeline(
-                    run=run.shared, depth=run.depth, config=config, guards=guards
+                    run=run.shared, depth=run.depth, config=config, guards=guards, timeout_s=timeout
                 )
                 result = await _in_flight(run, pipeline, task)
         finally:
