@@ -1173,17 +1173,21 @@ def test_waits_with_retry_after_never_exceed_the_cap(
 
 
 def test_an_error_raised_while_handling_a_timeout_is_not_transient() -> None:
-    try:
+    def handler_bug() -> None:
         try:
             raise TimeoutError("slow")
         except TimeoutError:
             {}["missing"]  # a bug in the handler: implicit context, not a cause
-    except KeyError as exc:
-        assert not is_transient(exc)
-    try:
+
+    def wrapped() -> None:
         try:
             raise TimeoutError("slow")
         except TimeoutError as cause:
             raise RuntimeError("wrapped") from cause
-    except RuntimeError as exc:
-        assert is_transient(exc)  # explicitly raised from a timeout: transient
+
+    with pytest.raises(KeyError) as bug:
+        handler_bug()
+    assert not is_transient(bug.value)
+    with pytest.raises(RuntimeError) as wrap:
+        wrapped()
+    assert is_transient(wrap.value)  # explicitly raised from a timeout: transient
