@@ -465,7 +465,7 @@ async def test_report_adds_up() -> None:
     rep = result.report
     assert rep.inputs == rep.succeeded + rep.failed + rep.cancelled + rep.skipped == 9
     assert rep.calls_started == 9
-    assert rep.latency_max_s >= rep.latency_p95_s >= rep.latency_p50_s >= 0
+    assert rep.latency_max_s >= rep.latency_p95_s >= rep.latency_p50_s > 0
     assert rep.busy_time_s == pytest.approx(sum(r.duration_s for r in result))
     data = rep.to_dict()
     assert data["inputs"] == 9 and data["failures_by_kind"] == {"agent_error": 1}
@@ -518,9 +518,13 @@ async def test_closing_a_stream_with_a_full_queue_does_not_hang() -> None:
 async def test_stream_reports_and_honours_all_or_nothing() -> None:
     reports: list[Any] = []
     dispatcher = Dispatcher(Probe(fail={"3"}), mode="all_or_nothing")
-    seen = []
-    with pytest.raises(DispatchFailed, match="input 3 failed"):
+    seen: list[int] = []
+
+    async def consume() -> None:
         async for result in dispatcher.stream("{n}", items(5), on_report=reports.append):
             seen.append(result.index)
+
+    with pytest.raises(DispatchFailed, match="input 3 failed"):
+        await consume()
     assert sorted(seen) == list(range(5))
     assert reports[0].inputs == 5 and reports[0].failed == 1

