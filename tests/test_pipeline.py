@@ -516,3 +516,19 @@ async def test_a_failed_shared_call_does_not_fail_another_dispatch() -> None:
     gate2.set()
     own = await follower
     assert own[0].ok  # not the leader's timeout: it made its own call
+
+
+async def test_estimates_learn_when_the_provider_counts_more_prompt_tokens() -> None:
+    """The provider bills 30 prompt tokens where tiktoken counts fewer: after the first
+    call, reservations use the ratio seen, so the cap holds."""
+    model = SimulatedChatModel(model_name="sim-heavy-prompt", usage_override=(30, 0), max_tokens=1)
+    price = Price(input_per_mtok=10_000, output_per_mtok=0)  # $0.01 per prompt token
+    result = await dispatch_agents(
+        "hi {n}",
+        items(10),
+        agent=SubAgent.of(model, price=price),
+        limits=DispatchResourceLimits(max_total_cost_usd=1.0, max_concurrent=1),
+    )
+    assert result[0].estimated_cost_usd < 0.30 < result[1].estimated_cost_usd + 1e-9
+    assert model.calls == 3  # $0.30 each: a fourth would pass the $1.00 cap
+    assert result.report.total_spent_usd == pytest.approx(0.90)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -130,6 +131,7 @@ class _Account:
     rate_wait: float = 0.0
     hedges: int = 0
     hedge_won: bool = False
+    prompt: Any = None
 
 
 class _Failed(Exception):
@@ -372,6 +374,7 @@ class CallPipeline:
             else None
         )
         account.estimate = estimate
+        account.prompt = prompt
         capture: _CallUsage | None = None
         try:
             if run.limiter is not None:
@@ -472,7 +475,22 @@ class CallPipeline:
             price=price,
             counter=self._guards.counter,
         )
-        return est.usd, est.input_tokens + est.output_tokens
+        # Where the provider has billed more prompt tokens than we counted (another
+        # tokenizer, hidden system tokens), later estimates use the worst ratio seen.
+        ratio = _INPUT_RATIO.get(agent.model, 1.0)
+        if ratio <= 1.0:
+            return est.usd, est.input_tokens + est.output_tokens
+        prompt_tokens = math.ceil(est.input_tokens * ratio)
+        return price.cost(prompt_tokens, max_out), prompt_tokens + max_out
+
+    def _learn_input_ratio(self, agent: SubAgent, prompt: Any, reported: int) -> None:
+        """Remember how much the provider's prompt count exceeds ours for this model."""
+        counter = self._guards.counter or _DEFAULT_COUNTER
+        counted = counter.count_messages(_countable(prompt), agent.model)  # cached by text
+        if counted and reported > counted:
+            ratio = reported / counted
+            if ratio > _INPUT_RATIO.get(agent.model, 1.0):
+                _INPUT_RATIO[agent.model] = ratio
 
     def _warn_unestimated(self, agent: SubAgent) -> None:
         if agent.name in self._unpriced_warned:
@@ -508,6 +526,8 @@ class CallPipeline:
         total = capture.total()
         account.tokens_in += total.input_tokens
         account.tokens_out += total.output_tokens
+        if agent.kind == "chat_model" and total.input_tokens and self._needs_estimate:
+            self._learn_input_ratio(agent, account.prompt, total.input_tokens)
         if total.total_tokens == 0:
             # Nothing reported: a model that ran without usage metadata is charged its
             # worst case rather than nothing.
@@ -539,6 +559,8 @@ class CallPipeline:
 
 _DEFAULT_COUNTER = TokenCounter()
 _COUNTED_MODELS: set[str | None] = set()  # models whose encoding is loaded in this process
+# Worst ratio of provider-reported to counted prompt tokens seen per model (process-wide).
+_INPUT_RATIO: dict[str | None, float] = {}
 
 
 def _name_of(agent: SubAgent) -> str:
