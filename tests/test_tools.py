@@ -134,7 +134,7 @@ def test_budget_is_for_the_run_and_a_refusal_says_spent_and_left() -> None:
     spent = 2 * CALL_COST
     assert second.content.startswith(
         "refused: the cost budget of this run cannot cover the call, nothing was run. "
-        f"Spent ${spent:.4f} of $0.0120, ${0.012 - spent:.4f} left; one call needs up to $0.0051"
+        f"Spent ${spent:.4f} of $0.0120, ${0.012 - spent:.4f} left; one call needs up to $0.0053"
     )
     refused = second.artifact
     assert all(isinstance(r.error, BudgetExceeded) for r in refused)
@@ -153,7 +153,7 @@ def test_partial_refusal_names_the_refused_items() -> None:
     message = tool.invoke(call(tool, {"instruction": "Do {item}", "items": ["1", "2", "3"]}))
     first_line, *items = str(message.content).splitlines()
     assert first_line.startswith("2/3 ok; 1 failed (1 budget_exceeded); spent $0.0086")
-    assert "1 refused by the budget (one call needs up to $0.0051)" in first_line
+    assert "1 refused by the budget (one call needs up to $0.0053)" in first_line
     assert items[2].startswith("[2] failed (budget_exceeded): cost budget exceeded")
 
 

@@ -477,7 +477,7 @@ class CallPipeline:
         )
         # Where the provider has billed more prompt tokens than we counted (another
         # tokenizer, hidden system tokens), later estimates use the worst ratio seen.
-        ratio = _INPUT_RATIO.get(agent.model, 1.0)
+        ratio = self._run.input_ratio.get(agent.model, 1.0)
         if ratio <= 1.0:
             return est.usd, est.input_tokens + est.output_tokens
         prompt_tokens = math.ceil(est.input_tokens * ratio)
@@ -489,8 +489,9 @@ class CallPipeline:
         counted = counter.count_messages(_countable(prompt), agent.model)  # cached by text
         if counted and reported > counted:
             ratio = reported / counted
-            if ratio > _INPUT_RATIO.get(agent.model, 1.0):
-                _INPUT_RATIO[agent.model] = ratio
+            seen = self._run.input_ratio
+            if ratio > seen.get(agent.model, 1.0):
+                seen[agent.model] = ratio
 
     def _warn_unestimated(self, agent: SubAgent) -> None:
         if agent.name in self._unpriced_warned:
@@ -559,8 +560,6 @@ class CallPipeline:
 
 _DEFAULT_COUNTER = TokenCounter()
 _COUNTED_MODELS: set[str | None] = set()  # models whose encoding is loaded in this process
-# Worst ratio of provider-reported to counted prompt tokens seen per model (process-wide).
-_INPUT_RATIO: dict[str | None, float] = {}
 
 
 def _name_of(agent: SubAgent) -> str:

@@ -228,7 +228,7 @@ class Dispatcher:
             resolve=self.resolve,
             breakers=breakers if breakers is not None else default_breakers,
             cache=cache or None,
-            cache_mode=CacheMode(cache_mode),
+            cache_mode=_cache_mode(cache_mode),
             screening=screening,
             prices=prices,
             sleep=sleep if sleep is not None else asyncio.sleep,
@@ -478,7 +478,7 @@ class Dispatcher:
             depth = 1
         elif scope.loop is not None and scope.loop is not loop:
             # Nested from another thread's event loop (a sync twin inside a sub-agent): the
-            # budget, agent count and rate limiter are shared, the loop-bound slots are not.
+            # budget and agent count are shared; slots and rate buckets belong to a loop.
             shared = scope.run.on_another_loop()
             depth = scope.depth + 1
             lease = None  # the parent's slot belongs to the other loop: never touch it here
@@ -635,6 +635,14 @@ class Dispatcher:
             for index, (handle, _) in list(state.in_flight.items()):
                 state.cancelled.add(index)
                 handle.cancel()
+
+
+def _cache_mode(mode: CacheMode | str) -> CacheMode:
+    try:
+        return CacheMode(mode)
+    except ValueError:
+        choices = [m.value for m in CacheMode]
+        raise ConfigurationError(f"cache_mode must be one of {choices}, got {mode!r}") from None
 
 
 def _never_started(task: Task, reason: str) -> SubAgentResult:

@@ -34,7 +34,7 @@ from .dispatch import Dispatcher
 from .errors import CallCancelled, CallError, ConfigurationError, DepthLimitExceeded
 from .graph_records import DEFERRED, result_from_record
 from .ledger import CostLedger
-from .limits import DispatchResourceLimits, SharedRun, Slots, current_scope
+from .limits import DispatchResourceLimits, Scope, SharedRun, Slots, current_scope
 from .ratelimit import RateLimiter
 from .recovery import ErrorRecoveryPolicy
 from .report import DispatchReport, ReportBuilder
@@ -157,7 +157,12 @@ async def open_run(
     if existing is not None:
         return existing
     loop = asyncio.get_running_loop()
+    # Runs of loops that have ended (a crashed asyncio.run, a finished test) are gone.
+    for dead in [k for k, r in _RUNS.items() if r.loop.is_closed() and k != key]:
+        del _RUNS[dead]
     scope = current_scope()
+    if scope is not None and scope.loop is not None and scope.loop is not loop:
+        scope = Scope(scope.run.on_another_loop(), scope.depth, None, loop)
     stale = _RUNS.get(key)  # registered under another (finished) event loop
     if scope is not None:
         shared, depth = scope.run, scope.depth + 1

@@ -215,6 +215,9 @@ class SharedRun:
     concurrency: Slots | None
     ledger: CostLedger
     limiter: RateLimiter | None = None
+    # Worst ratio of provider-reported to counted prompt tokens seen, per model, in this
+    # run: later estimates of the run use it (the cap holds when tiktoken undercounts).
+    input_ratio: dict[str | None, float] = field(default_factory=dict)
     # A list so that views on other loops (``on_another_loop``) count into the same cell.
     _started: list[int] = field(default_factory=lambda: [0])
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -266,11 +269,13 @@ class SharedRun:
             self._started[0] += 1
 
     def on_another_loop(self) -> SharedRun:
-        """A view for a nested dispatch on another thread's event loop: same budget,
-        agent count and limiter; its own concurrency slots (slots belong to one loop)."""
+        """A view for a nested dispatch on another thread's event loop: the same budget
+        and agent count; its own concurrency slots. The same rate limiter object, but a
+        ``RateLimiter`` keeps its buckets per event loop, so rates are per loop too."""
         view = SharedRun.create(self.limits, ledger=self.ledger, limiter=self.limiter)
         view._started = self._started
         view._lock = self._lock
+        view.input_ratio = self.input_ratio
         return view
 
 
