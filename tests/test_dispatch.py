@@ -528,3 +528,17 @@ async def test_stream_reports_and_honours_all_or_nothing() -> None:
         await consume()
     assert sorted(seen) == list(range(5))
     assert reports[0].inputs == 5 and reports[0].failed == 1
+
+
+async def test_a_nested_budget_of_its_own_is_reported_as_not_applied() -> None:
+    from langgraph_fanout.dispatch import NestedLimitsWarning
+
+    async def parent(prompt: str) -> int:
+        inner = await dispatch_agents(
+            "{n}", items(2), agent=Probe(), limits=DispatchResourceLimits(max_total_agents=1)
+        )
+        return inner.report.succeeded
+
+    with pytest.warns(NestedLimitsWarning, match="max_total_agents is not applied"):
+        result = await dispatch_agents("{n}", items(1), agent=parent)
+    assert result[0].output == 2  # the enclosing run's count applies, not the inner cap

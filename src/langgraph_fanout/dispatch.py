@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import warnings
 from collections.abc import (
     AsyncGenerator,
     Awaitable,
@@ -65,6 +66,7 @@ __all__ = [
     "DispatchMode",
     "DispatchResult",
     "Dispatcher",
+    "NestedLimitsWarning",
     "dispatch_agents",
     "dispatch_agents_sync",
 ]
@@ -485,6 +487,8 @@ class Dispatcher:
         else:
             shared = scope.run
             depth = scope.depth + 1
+        if scope is not None and limits is not shared.limits:
+            _warn_nested_limits(limits)
         state = _State(
             progress=DispatchProgress(total=total, finished=[]),
             window=Slots(limits.max_concurrent) if limits.max_concurrent else None,
@@ -635,6 +639,26 @@ class Dispatcher:
             for index, (handle, _) in list(state.in_flight.items()):
                 state.cancelled.add(index)
                 handle.cancel()
+
+
+class NestedLimitsWarning(UserWarning):
+    """A nested dispatch set a budget or agent cap of its own: the enclosing run's apply."""
+
+
+def _warn_nested_limits(limits: DispatchResourceLimits) -> None:
+    own = [
+        name
+        for name in ("max_total_cost_usd", "max_total_agents")
+        if getattr(limits, name) is not None
+    ]
+    if own:
+        warnings.warn(
+            f"a nested dispatch draws from the enclosing run's budget and agent count; its "
+            f"own {', '.join(own)} is not applied (its concurrency window, timeouts, "
+            "deadline and failure rate are)",
+            NestedLimitsWarning,
+            stacklevel=4,
+        )
 
 
 def _cache_mode(mode: CacheMode | str) -> CacheMode:
