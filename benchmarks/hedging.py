@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    policy = HedgePolicy(percentile=0.97, min_samples=50, max_extra_ratio=0.05)
+    policy = HedgePolicy(percentile=0.95, min_samples=50, max_extra_ratio=0.05)
     baseline = asyncio.run(_run(args.calls, args.seed, None))
     hedged = asyncio.run(_run(args.calls, args.seed, policy))
     print(
