@@ -271,28 +271,12 @@ class Dispatcher:
         if samples < 1:
             raise ConfigurationError(f"samples must be >= 1, got {samples}")
         args = list(arguments)
-        if template is None:
-            return [
-                Task(index=i * samples + s, agent=sub, prompt=a, sample=s)
-                for i, a in enumerate(args)
-                for s in range(samples)
-            ]
-        parsed = PromptTemplate.parse(template)
-        problems = validate_arguments(parsed, args)
-        if problems:
-            raise InvalidInputError(problems=problems)
-        return [
-            Task(
-                index=i * samples + s,
-                agent=sub,
-                prompt=parsed.render(a),
-                arguments=a,
-                template=parsed,
-                sample=s,
-            )
-            for i, a in enumerate(args)
-            for s in range(samples)
-        ]
+        parsed = None if template is None else PromptTemplate.parse(template)
+        if parsed is not None:
+            problems = validate_arguments(parsed, args)
+            if problems:
+                raise InvalidInputError(problems=problems)
+        return list(_expand(args, sub, parsed, samples, validated=True))
 
     def _agent(self, agent: AgentLike | None) -> SubAgent:
         if agent is not None:
@@ -361,31 +345,10 @@ class Dispatcher:
         parsed = None if template is None else PromptTemplate.parse(template)
         total = len(arguments) if isinstance(arguments, Sequence) else None
 
-        def tasks() -> Iterator[Task]:
-            index = 0
-            for args in arguments:
-                prompt: Any = args
-                invalid = None
-                if parsed is not None:
-                    problems = validate_arguments(parsed, [args])
-                    if problems:
-                        invalid = problems[0][1]
-                    else:
-                        prompt = parsed.render(args)
-                for s in range(samples):
-                    yield Task(
-                        index=index,
-                        agent=sub,
-                        prompt=None if invalid else prompt,
-                        arguments=args if parsed is not None and not invalid else None,
-                        template=parsed,
-                        sample=s,
-                        invalid=invalid,
-                    )
-                    index += 1
-
         stream = self.stream_tasks(
-            tasks(), total=None if total is None else total * samples, on_report=on_report
+            _expand(arguments, sub, parsed, samples),
+            total=None if total is None else total * samples,
+            on_report=on_report,
         )
         async with contextlib.aclosing(stream) as results:  # closing us closes it, at once
             async for result in results:
@@ -659,6 +622,42 @@ def _warn_nested_limits(limits: DispatchResourceLimits) -> None:
             NestedLimitsWarning,
             stacklevel=4,
         )
+
+
+def _expand(
+    arguments: Iterable[Any],
+    agent: SubAgent,
+    template: PromptTemplate | None,
+    samples: int,
+    *,
+    validated: bool = False,
+) -> Iterator[Task]:
+    """The tasks of a dispatch, lazily: ``samples`` per argument set, indexed in order.
+
+    An argument set the template cannot render becomes a task marked ``invalid`` (it ends
+    as its own ``InvalidItem`` result); ``run`` validates everything before calling this.
+    """
+    index = 0
+    for args in arguments:
+        prompt: Any = args
+        invalid = None
+        if template is not None:
+            problems = () if validated else validate_arguments(template, [args])
+            if problems:
+                invalid = problems[0][1]
+            else:
+                prompt = template.render(args)
+        for sample in range(samples):
+            yield Task(
+                index=index,
+                agent=agent,
+                prompt=None if invalid else prompt,
+                arguments=args if template is not None and not invalid else None,
+                template=template,
+                sample=sample,
+                invalid=invalid,
+            )
+            index += 1
 
 
 def _cache_mode(mode: CacheMode | str) -> CacheMode:
