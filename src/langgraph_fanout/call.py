@@ -132,6 +132,7 @@ class _Account:
     hedges: int = 0
     hedge_won: bool = False
     prompt: Any = None
+    invoked_at: float | None = None  # loop time the latest attempt was sent
 
 
 class _Failed(Exception):
@@ -325,8 +326,15 @@ class CallPipeline:
         copies = [first]
         try:
             if threshold is not None:
-                done, _ = await asyncio.wait(copies, timeout=threshold)
-                if not done and tracker.try_launch():
+                # The clock starts when the call is sent, not while it waits for the rate
+                # limiter or a slot: a queued call is not a slow call.
+                while not first.done():
+                    sent = account.invoked_at
+                    left = threshold if sent is None else sent + threshold - loop.time()
+                    if sent is not None and left <= 0:
+                        break
+                    await asyncio.wait(copies, timeout=left)
+                if not first.done() and tracker.try_launch():
                     account.hedges += 1
                     copies.append(asyncio.create_task(self._attempt(task, agent, prompt, account)))
             pending: set[asyncio.Task[Any]] = set(copies)
@@ -336,7 +344,7 @@ class CallPipeline:
                 for copy in sorted(done, key=copies.index):
                     failure = copy.exception()
                     if failure is None:
-                        tracker.observe(loop.time() - started)
+                        tracker.observe(loop.time() - (account.invoked_at or started))
                         if copy is not first:
                             tracker.record_win()
                             account.hedge_won = True
@@ -359,7 +367,7 @@ class CallPipeline:
         run.count_agent()
         estimate, tokens = 0.0, 0
         if self._needs_estimate:
-            if agent.model in _COUNTED_MODELS:
+            if agent.model in _COUNTED_MODELS or not self._counts_tokens(agent):
                 estimate, tokens = self._estimate(agent, prompt)
             else:
                 # The first count for a model loads (and may seed) tiktoken's encoding: file
@@ -381,8 +389,10 @@ class CallPipeline:
                 account.rate_wait += await run.limiter.acquire(tokens)
             lease = SlotLease(run.concurrency)
             await lease.acquire()
-            scope = Scope(run, self._depth, lease, asyncio.get_running_loop())
+            loop = asyncio.get_running_loop()
+            scope = Scope(run, self._depth, lease, loop)
             token = enter_scope(scope)
+            account.invoked_at = loop.time()
             try:
                 config = self._config
                 if agent.accepts_config:
@@ -453,6 +463,13 @@ class CallPipeline:
     def _price_for_model(self, model: str | None) -> Price | None:
         return lookup_price(model, overrides=self._guards.prices)
 
+    def _counts_tokens(self, agent: SubAgent) -> bool:
+        """Whether estimating this agent's call counts tokens (a price, or a token limit)."""
+        limiter = self._run.limiter
+        return self._price(agent) is not None or (
+            limiter is not None and limiter.limits.tokens_per_minute is not None
+        )
+
     def _estimate(self, agent: SubAgent, prompt: Any) -> tuple[float, int]:
         """Worst-case USD and tokens of one attempt (prompt + max output, priced)."""
         limits = self._run.limits
@@ -466,6 +483,9 @@ class CallPipeline:
             # from real usage when it returns, and the cap can be overshot meanwhile.
             if agent.accepts_config and self._run.ledger.limit_usd is not None:
                 self._warn_unestimated(agent)
+            limiter = self._run.limiter
+            if limiter is None or limiter.limits.tokens_per_minute is None:
+                return 0.0, 0  # tokens only matter to a token-rate limiter
             counter = self._guards.counter or _DEFAULT_COUNTER
             return 0.0, counter.count_messages(text, agent.model) + max_out
         est = estimate_cost(
