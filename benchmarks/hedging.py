@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import random
 import time
@@ -72,6 +73,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     policy = HedgePolicy(percentile=0.95, min_samples=50, max_extra_ratio=0.05)
+    # Without this, a full collection over the import-time heap (LangChain, pydantic) can
+    # stall the loop for 50-100 ms mid-run and land in both p99s; latency-sensitive
+    # services freeze their start-up objects the same way.
+    gc.collect()
+    gc.freeze()
     baseline = asyncio.run(_run(args.calls, args.seed, None))
     hedged = asyncio.run(_run(args.calls, args.seed, policy))
     print(

@@ -336,7 +336,8 @@ class CallPipeline:
                     await asyncio.wait(copies, timeout=left)
                 if not first.done() and tracker.try_launch():
                     account.hedges += 1
-                    copies.append(asyncio.create_task(self._attempt(task, agent, prompt, account)))
+                    hedge = self._attempt(task, agent, prompt, account, hedge=True)
+                    copies.append(asyncio.create_task(hedge))
             pending: set[asyncio.Task[Any]] = set(copies)
             error: BaseException | None = None
             while pending:
@@ -361,8 +362,14 @@ class CallPipeline:
                 if not copy.cancelled():
                     copy.exception()  # retrieved: a loser's error is not "never retrieved"
 
-    async def _attempt(self, task: Task, agent: SubAgent, prompt: Any, account: _Account) -> Any:
-        """One attempt of one agent: count, reserve, wait for the rate, take a slot, invoke."""
+    async def _attempt(
+        self, task: Task, agent: SubAgent, prompt: Any, account: _Account, *, hedge: bool = False
+    ) -> Any:
+        """One attempt of one agent: count, reserve, wait for the rate, take a slot, invoke.
+
+        A hedge takes the next free slot ahead of calls not started yet: it exists to cut
+        the tail, which waiting in line would defeat.
+        """
         run = self._run
         run.count_agent()
         estimate, tokens = 0.0, 0
@@ -388,7 +395,7 @@ class CallPipeline:
             if run.limiter is not None:
                 account.rate_wait += await run.limiter.acquire(tokens)
             lease = SlotLease(run.concurrency)
-            await lease.acquire()
+            await lease.acquire(first=hedge)
             loop = asyncio.get_running_loop()
             scope = Scope(run, self._depth, lease, loop)
             token = enter_scope(scope)

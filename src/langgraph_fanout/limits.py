@@ -130,12 +130,16 @@ class Slots:
         self._value = value
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    async def acquire(self) -> None:
+    async def acquire(self, *, first: bool = False) -> None:
+        """Take a slot, waiting in line for one; ``first`` jumps the line (hedges do)."""
         if self._value > 0 and not self._waiters:
             self._value -= 1
             return
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        if first:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
         try:
             await waiter
         except asyncio.CancelledError:
@@ -170,9 +174,9 @@ class SlotLease:
         self._lent = 0
         self._restore = False
 
-    async def acquire(self) -> None:
+    async def acquire(self, *, first: bool = False) -> None:
         if self._sem is not None:
-            await self._sem.acquire()
+            await self._sem.acquire(first=first)
             self._held = True
 
     def release(self) -> None:
