@@ -106,3 +106,44 @@ def test_retries_exhausted_nests_the_last_error() -> None:
 def test_dispatch_failed_carries_results() -> None:
     err = errors.DispatchFailed(reason="input 2 failed", results=[])
     assert "0 of 0 inputs succeeded" in str(err)
+
+
+async def test_slots_wake_waiters_in_order_and_let_a_hedge_jump_the_line() -> None:
+    import asyncio
+
+    from langgraph_fanout.limits import Slots
+
+    slots = Slots(1)
+    await slots.acquire()
+    order: list[str] = []
+
+    async def take(name: str, first: bool = False) -> None:
+        await slots.acquire(first=first)
+        order.append(name)
+        slots.release()
+
+    waiters = [asyncio.create_task(take("a")), asyncio.create_task(take("b"))]
+    await asyncio.sleep(0)
+    waiters.append(asyncio.create_task(take("hedge", first=True)))
+    await asyncio.sleep(0)
+    slots.release()
+    await asyncio.gather(*waiters)
+    assert order == ["hedge", "a", "b"]
+    assert slots.available == 1
+
+
+async def test_a_cancelled_waiter_passes_its_slot_on() -> None:
+    import asyncio
+
+    from langgraph_fanout.limits import Slots
+
+    slots = Slots(1)
+    await slots.acquire()
+    first = asyncio.create_task(slots.acquire())
+    second = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)
+    slots.release()  # handed to `first`...
+    first.cancel()  # ...which is cancelled before it runs: the slot must reach `second`
+    await asyncio.gather(first, return_exceptions=True)
+    await asyncio.wait_for(second, timeout=5)
+    assert slots.available == 0
