@@ -7,6 +7,7 @@
          -> recovery (retries, then fallbacks in order; breaker asked before each attempt)
               per attempt: count -> estimate + reserve budget -> rate limit -> slot
                            -> invoke (timeout, usage captured) -> settle cost
+              (with a ``HedgePolicy``, a slow attempt gets a duplicate; the first wins)
          -> redact output -> store -> SubAgentResult
 
 Nothing else in the package calls a sub-agent. A ``CallPipeline`` is built per dispatch
