@@ -1,6 +1,7 @@
 """Delegation: hand one task to a named agent through the call pipeline, under shared limits.
 
-The seed's API, on local agents::
+The seed's API, on local agents (the registry lives in ``registry``, the request and
+result in ``delegation_types``; every name is importable from here)::
 
     AgentRegistry          name -> SubAgent (chat model, Runnable, callable, or a RemoteAgent)
     AgentDelegationRequest agent_id, task, context, timeout
@@ -14,13 +15,8 @@ from one ``SharedRun`` (``Dispatcher(run=...)``): one budget, one agent count, o
 concurrency cap per event loop. Inside a sub-agent of another dispatch the engine draws
 from that dispatch's run instead, so nesting never multiplies a limit.
 
-A request's prompt (context values are untrusted: screened for prompt injection, never
-parsed as template fields; keys sorted so equal contexts give equal prompts and cache keys)::
-
-    <task>
-
-    Context:
-    - <key>: <value, as text or JSON>
+A request's prompt (the task, then its context as ``- key: value`` lines) is described in
+``delegation_types``.
 
 Example:
     >>> client = A2AClient({"backup_agent": backup, "researcher": researcher},
@@ -37,27 +33,29 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, Self, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
-from langchain_core.messages import BaseMessage
-from langchain_core.runnables import Runnable, RunnableConfig
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from langchain_core.runnables import RunnableConfig
 
 from .agents import AgentLike, SubAgent
 from .call import Task
+from .delegation_types import (
+    AgentDelegationRequest,
+    DelegationResult,
+    output_text,
+    render_value,
+)
 from .dispatch import Dispatcher, DispatchResult, run_sync
-from .errors import CallError, ConfigurationError
+from .errors import ConfigurationError
 from .ledger import CostLedger
 from .limits import DispatchResourceLimits, SharedRun, current_scope
-from .prompts import PromptTemplate
 from .ratelimit import RateLimiter
 from .recovery import ErrorRecoveryPolicy
-from .results import Attempt, SubAgentResult
+from .registry import AgentRegistry, RemoteAgent
+from .results import SubAgentResult
 
 __all__ = [
     "A2AClient",
@@ -76,298 +74,6 @@ _OWNED_OPTIONS = frozenset(
     {"agent", "agents", "aggregate", "ledger", "limits", "mode", "policy", "rate_limiter"}
     | {"run", "stop"}
 )
-
-
-# --------------------------------------------------------------------------- registry
-
-
-@runtime_checkable
-class RemoteAgent(Protocol):
-    """Extension point for agents that live elsewhere (an A2A server, an HTTP endpoint).
-
-    Anything with a ``name`` and ``async ainvoke(prompt, config)`` can be registered and is
-    guarded like a local agent. No network code ships here. Its cost is known only if the
-    models it calls report usage through LangChain callbacks in this process (the pipeline
-    has no hook yet for an agent that reports its own cost).
-    """
-
-    name: str
-
-    async def ainvoke(self, input: str, config: RunnableConfig | None = None) -> Any: ...
-
-
-class AgentRegistry(Mapping[str, SubAgent]):
-    """Named agents that delegations, fallbacks and tools refer to.
-
-    Args:
-        agents: initial ``name -> agent`` (chat model, Runnable, callable, ``SubAgent`` or
-            ``RemoteAgent``).
-        descriptions: optional ``name -> what the agent is good at`` (shown by the tools).
-
-    Raises:
-        ConfigurationError: a name is empty, an agent cannot be wrapped, or a description
-            names no agent.
-
-    Example:
-        >>> registry = AgentRegistry({"researcher": model})
-        >>> registry.register("backup_agent", cheaper_model, description="fallback")
-        >>> sorted(registry)
-        ['backup_agent', 'researcher']
-    """
-
-    def __init__(
-        self,
-        agents: Mapping[str, AgentLike] | None = None,
-        *,
-        descriptions: Mapping[str, str] | None = None,
-    ) -> None:
-        self._agents: dict[str, SubAgent] = {}
-        self._descriptions: dict[str, str] = {}
-        self._lock = threading.Lock()
-        descriptions = dict(descriptions or {})
-        for name, agent in (agents or {}).items():
-            self.register(name, agent, description=descriptions.pop(name, None))
-        if descriptions:
-            raise ConfigurationError(
-                f"descriptions given for unknown agents: {sorted(descriptions)}"
-            )
-
-    @classmethod
-    def of(cls, agents: AgentRegistry | Mapping[str, AgentLike] | AgentLike) -> AgentRegistry:
-        """A registry as is, a mapping as a registry, or one agent under its own name."""
-        if isinstance(agents, AgentRegistry):
-            return agents
-        if isinstance(agents, Mapping):
-            return cls(agents)
-        single = _as_sub_agent(agents, None)
-        return cls({single.name: single})
-
-    def register(
-        self, name: str, agent: AgentLike, *, description: str | None = None, replace: bool = False
-    ) -> SubAgent:
-        """Add ``agent`` under ``name`` and return it as a ``SubAgent``.
-
-        Raises:
-            ConfigurationError: the name is empty or taken (without ``replace``), or the
-                agent cannot be wrapped.
-        """
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigurationError(f"an agent name must be a non-empty str, got {name!r}")
-        sub = _as_sub_agent(agent, name)
-        with self._lock:
-            if name in self._agents and not replace:
-                raise ConfigurationError(
-                    f"agent {name!r} is already registered; pass replace=True to replace it"
-                )
-            self._agents[name] = sub
-            if description:
-                self._descriptions[name] = description
-            else:
-                self._descriptions.pop(name, None)
-        return sub
-
-    def description(self, name: str) -> str | None:
-        """What ``name`` is good at, if it was said."""
-        return self._descriptions.get(name)
-
-    def resolve(self, name: str) -> SubAgent:
-        """The agent called ``name``.
-
-        Raises:
-            ConfigurationError: no agent has that name (the message lists the known ones).
-        """
-        try:
-            return self._agents[name]
-        except KeyError:
-            known = sorted(self._agents) or "none"
-            raise ConfigurationError(f"unknown agent {name!r} (known: {known})") from None
-
-    def __getitem__(self, name: str) -> SubAgent:
-        return self._agents[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._agents))
-
-    def __len__(self) -> int:
-        return len(self._agents)
-
-    def __repr__(self) -> str:
-        return f"AgentRegistry({sorted(self._agents)})"
-
-
-def _as_sub_agent(agent: AgentLike, name: str | None) -> SubAgent:
-    local = isinstance(agent, SubAgent | Runnable) or callable(agent)
-    if not local and isinstance(agent, RemoteAgent):
-        remote = agent
-
-        async def call_remote(prompt: Any, config: RunnableConfig) -> Any:
-            return await remote.ainvoke(prompt, config)
-
-        return SubAgent.of(call_remote, name=name or remote.name)
-    return SubAgent.of(agent, name=name)
-
-
-# --------------------------------------------------------------------------- request / result
-
-
-class AgentDelegationRequest(BaseModel):
-    """One task for one named agent.
-
-    Args:
-        agent_id: the agent's name in the registry.
-        task: what to do (the instruction; not screened).
-        context: named inputs for the task (untrusted: screened, never parsed as fields).
-        timeout: seconds each attempt may run (``max_agent_duration_s`` for this request).
-
-    Example:
-        >>> AgentDelegationRequest(agent_id="validator", task="validate",
-        ...                        context={"item": item}, timeout=30).render()
-        'validate\\n\\nContext:\\n- item: ...'
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    agent_id: str = Field(min_length=1)
-    task: str = Field(min_length=1)
-    context: dict[str, Any] = Field(default_factory=dict)
-    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-
-    @field_validator("context")
-    @classmethod
-    def _string_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        bad = [k for k in value if not isinstance(k, str) or not k.strip()]
-        if bad:
-            raise ValueError(f"context keys must be non-empty strings, got {bad!r}")
-        return value
-
-    def template(self) -> PromptTemplate:
-        """The prompt as a template whose fields are the context keys (task kept verbatim)."""
-        keys = sorted(self.context)
-        if not keys:
-            return PromptTemplate(self.task, (self.task,), ())
-        literals = [f"{self.task}\n\nContext:\n- {keys[0]}: "]
-        literals.extend(f"\n- {key}: " for key in keys[1:])
-        literals.append("")
-        # Built, not parsed: neither the task nor the keys are templates (braces stay text).
-        return PromptTemplate(self.task, tuple(literals), tuple(keys))
-
-    def arguments(self) -> dict[str, str]:
-        """The context values as the text spliced into the prompt."""
-        return {key: render_value(value) for key, value in self.context.items()}
-
-    def render(self) -> str:
-        """The prompt the agent receives."""
-        return self.template().render(self.arguments())
-
-    def to_task(self, agent: SubAgent, *, index: int = 0) -> Task:
-        """This request as a pipeline ``Task`` for ``agent``."""
-        template = self.template()
-        arguments = self.arguments()
-        return Task(
-            index=index,
-            agent=agent,
-            prompt=template.render(arguments),
-            arguments=arguments if arguments else None,
-            template=template if arguments else None,
-        )
-
-
-def render_value(value: Any) -> str:
-    """A context value as prompt text: strings as they are, messages and results by their
-    text, anything else as JSON (``str`` for what JSON cannot hold)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, DelegationResult | BaseMessage):
-        return value.text
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, DelegationResult | BaseMessage):
-        return value.text
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return str(value)
-
-
-def output_text(output: Any) -> str:
-    """An agent's output as text: a message's text, a string, else JSON."""
-    if isinstance(output, str):
-        return output
-    if isinstance(output, BaseMessage):
-        return output.text
-    if isinstance(output, SubAgentResult):
-        return output_text(output.output)
-    return json.dumps(output, ensure_ascii=False, default=_json_default)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DelegationResult:
-    """How one delegation ended.
-
-    Attributes:
-        agent_id: the agent the request was addressed to.
-        output: the output (an ``AIMessage`` for a chat model), ``None`` on failure.
-        success: whether there is an output.
-        error: the typed error (``None`` on success).
-        cost_usd: committed cost of every attempt.
-        attempts: every attempt, retries and fallbacks included.
-        agent_used: the agent that produced the output (a fallback's name after a fallback).
-        duration_s: time spent calling.
-        flags: screening flags (injection markers found in the context, redactions).
-        result: the pipeline's full ``SubAgentResult``.
-    """
-
-    agent_id: str
-    output: Any
-    success: bool
-    error: CallError | None
-    cost_usd: float
-    attempts: tuple[Attempt, ...]
-    agent_used: str | None
-    duration_s: float
-    flags: tuple[str, ...]
-    result: SubAgentResult
-
-    @classmethod
-    def from_result(cls, request: AgentDelegationRequest, result: SubAgentResult) -> Self:
-        """Build it from the pipeline's result for ``request``."""
-        return cls(
-            agent_id=request.agent_id,
-            output=result.output,
-            success=result.ok,
-            error=result.error,
-            cost_usd=result.cost_usd,
-            attempts=result.attempts,
-            agent_used=result.agent_used,
-            duration_s=result.duration_s,
-            flags=result.flags,
-            result=result,
-        )
-
-    @property
-    def text(self) -> str:
-        """The output as text ("" on failure)."""
-        return output_text(self.output) if self.success else ""
-
-    @property
-    def errors(self) -> tuple[str, ...]:
-        """The error kind of every failed attempt, in order."""
-        return tuple(a.error for a in self.attempts if a.error is not None)
-
-    @property
-    def error_kind(self) -> str | None:
-        return None if self.error is None else self.error.kind
-
-    @property
-    def fallback_used(self) -> bool:
-        return self.result.fallback_used
-
-    def __str__(self) -> str:
-        return self.text if self.success else f"<failed: {self.error}>"
-
 
 # --------------------------------------------------------------------------- shared limits
 
