@@ -168,3 +168,31 @@ def test_identity_tells_distinct_agents_apart_and_is_stable() -> None:
     there = ChatOpenAI(model="m", api_key="sk-secret-123", max_retries=0, base_url="http://o/v1")
     assert SubAgent.of(here).identity() != SubAgent.of(there).identity()
     assert "sk-secret-123" not in str(SubAgent.of(there).identity())  # no secrets in keys
+
+
+IDENTITY_CHILD = """
+from langchain.agents import create_agent
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langgraph_fanout import SubAgent
+
+def summarize(xs):
+    return sum(len(x) for x in xs)  # a generator expression: a nested code object
+
+graph = create_agent(GenericFakeChatModel(messages=iter([])), tools=[])
+print(SubAgent.of(graph).identity(), SubAgent.of(summarize).identity())
+"""
+
+
+def test_identity_is_the_same_in_every_process() -> None:
+    import subprocess
+    import sys
+
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", IDENTITY_CHILD], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    assert "0x" not in runs[0]
+    assert "nodes=" in runs[0]  # a compiled graph is known by its shape

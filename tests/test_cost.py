@@ -774,9 +774,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(target=reservations, estimate=cents)
     def reserve(self, estimate: float) -> Any:
-        used = self.spent + sum(self.held.values())
-        # A zero estimate (cost known only afterwards) still needs room left.
-        fits = used + estimate <= self.limit + 1e-9 and (estimate > 0 or used < self.limit - 1e-9)
+        fits = self.spent + sum(self.held.values()) + estimate <= self.limit + 1e-9
         if not fits:
             with pytest.raises(BudgetExceeded) as info:
                 self.ledger.reserve(agent="a", estimate_usd=estimate)

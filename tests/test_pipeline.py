@@ -27,6 +27,7 @@ from langgraph_fanout import (
     BudgetExceeded,
     CallSkipped,
     DispatchResourceLimits,
+    HedgePolicy,
     InjectionDetected,
     RetriesExhausted,
     Status,
@@ -532,3 +533,74 @@ async def test_estimates_learn_when_the_provider_counts_more_prompt_tokens() -> 
     assert result[0].estimated_cost_usd < 0.30 < result[1].estimated_cost_usd + 1e-9
     assert model.calls == 3  # $0.30 each: a fourth would pass the $1.00 cap
     assert result.report.total_spent_usd == pytest.approx(0.90)
+
+
+async def test_followers_share_an_agent_failure_instead_of_repeating_it(fake_sleep: Any) -> None:
+    gate = asyncio.Event()
+    calls = 0
+
+    async def down(prompt: str) -> str:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        raise ConnectionError("upstream down")
+
+    task = asyncio.create_task(
+        dispatch_agents(
+            None,
+            ["same"] * 10,
+            agent=down,
+            cache=IdempotencyCache(),
+            policy=ErrorRecoveryPolicy(max_retries=2, breaker=None),
+            sleep=fake_sleep,
+        )
+    )
+    for _ in range(50):
+        await asyncio.sleep(0)
+    gate.set()
+    result = await task
+    assert calls == 3  # one leader, three attempts: not ten callers retrying each
+    assert all(isinstance(r.error, RetriesExhausted) for r in result)
+    assert sum(r.cache_hit for r in result) == 9
+
+
+async def test_a_model_priced_at_zero_still_runs_when_the_budget_is_spent() -> None:
+    ledger = CostLedger(0.01)
+    ledger.reserve(agent="paid", estimate_usd=0.01).commit(0.01)
+    local = SubAgent.of(
+        SimulatedChatModel(model_name="local-llama"),
+        price=Price(input_per_mtok=0, output_per_mtok=0),
+    )
+    result = await dispatch_agents("{n}", items(1), agent=local, ledger=ledger)
+    assert result[0].ok  # its estimate, 0, fits: spent + reserved + 0 <= limit
+    chain = RunnableLambda(lambda x: x, name="chain")  # cost unknown until it runs
+    with pytest.warns(UnestimatedCostWarning):
+        refused = await dispatch_agents("{n}", items(1), agent=chain, ledger=ledger)
+    error = refused[0].error
+    assert isinstance(error, BudgetExceeded) and error.unknown_cost
+    assert "budget used up" in str(error) and "known only after it runs" in str(error)
+
+
+def test_a_retry_is_not_hedged_on_its_predecessor_clock() -> None:
+    calls: list[float] = []
+
+    async def flaky(prompt: str) -> str:
+        calls.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(0.05)
+        if len(calls) == 1:
+            raise TimeoutError("transient")  # retried
+        return "ok"
+
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            None,
+            ["q"],
+            agent=flaky,
+            hedge=HedgePolicy(after_s=0.2, max_extra_ratio=1.0),
+            policy=ErrorRecoveryPolicy(max_retries=1, backoff_initial_s=0.5, jitter_s=0.0),
+        )
+
+    result = fakeclock.run(scenario())
+    assert result[0].ok
+    assert result[0].hedges == 0  # the 0.05 s retry never ran 0.2 s past its own send time
+    assert len(calls) == 2

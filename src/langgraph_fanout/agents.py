@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import re
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -195,7 +196,7 @@ class SubAgent:
                 if value is not None:
                     ident[attr] = value if isinstance(value, int | float | str) else str(value)
         elif self.kind == "runnable":
-            ident["structure"] = repr(target)
+            ident["structure"] = _structure(target)
         else:
             ident["code"] = _code_location(target)
         return ident
@@ -295,10 +296,37 @@ def _code_location(fn: Any) -> str:
     if code is None:
         return name
     # Two lambdas on one line share a location: their bytecode tells them apart.
-    body = hashlib.sha256(
-        code.co_code + repr((code.co_consts, code.co_names)).encode()
-    ).hexdigest()[:12]
-    return f"{name}@{code.co_filename}:{code.co_firstlineno}#{body}"
+    return f"{name}@{code.co_filename}:{code.co_firstlineno}#{_code_digest(code)[:12]}"
+
+
+def _code_digest(code: Any) -> str:
+    """A digest of a code object that is the same in every process: nested code objects
+    (generator expressions, inner functions) by their own digest, never by their repr,
+    which holds a memory address."""
+    consts = [
+        f"code:{_code_digest(c)}" if hasattr(c, "co_code") else repr(c) for c in code.co_consts
+    ]
+    material = code.co_code + repr((consts, code.co_names)).encode()
+    return hashlib.sha256(material).hexdigest()
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _structure(runnable: Any) -> str:
+    """A runnable's shape, the same in every process: its repr without memory addresses,
+    and for a compiled graph (whose repr is only its class) its nodes and edges."""
+    text = _ADDRESS.sub("", repr(runnable))
+    get_graph = getattr(runnable, "get_graph", None)
+    if "object>" in text and callable(get_graph):
+        try:
+            graph = get_graph()
+            nodes = sorted(graph.nodes)
+            edges = sorted((e.source, e.target) for e in graph.edges)
+            text = f"{text} nodes={nodes} edges={edges}"
+        except Exception:
+            pass
+    return text
 
 
 def _int_or_none(value: Any) -> int | None:

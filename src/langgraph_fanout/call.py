@@ -40,10 +40,12 @@ from .cost import Price, Reservation, TokenCounter, UsageCapture, estimate_cost,
 from .errors import (
     AgentError,
     CacheKeyError,
+    CallCancelled,
     CallError,
     CallTimeout,
     InjectionDetected,
     InvalidItem,
+    RefusedError,
     UnpricedModel,
 )
 from .hedging import HedgePolicy, HedgeTracker
@@ -133,7 +135,6 @@ class _Account:
     hedges: int = 0
     hedge_won: bool = False
     prompt: Any = None
-    invoked_at: float | None = None  # loop time the latest attempt was sent
 
 
 class _Failed(Exception):
@@ -243,12 +244,23 @@ class CallPipeline:
 
         try:
             entry, source = await cache.run(key, compute, mode=self._guards.cache_mode)
-        except _Failed:
+        except _Failed as failed:
             if mine:
                 return mine[0]
-            # We joined an identical call that failed. Its failure is its own (another
-            # dispatch's budget, timeout or limits may have caused it): make our own call.
-            return await self._recover(task, prompt)
+            shared = failed.result.error
+            if isinstance(shared, RefusedError | CallCancelled | CallTimeout):
+                # The leader was stopped by its own dispatch (budget, limits, deadline, its
+                # timeout): that says nothing about the agent, so make our own call.
+                return await self._recover(task, prompt)
+            # The agent itself failed for the leader: share that, as a success would be
+            # shared, rather than N followers repeating the same failing call.
+            return SubAgentResult.from_error(
+                index=task.index,
+                agent=agent.name,
+                error=shared or CallError("shared call failed"),
+                sample=task.sample,
+                cache_hit=True,
+            )
         if source is CacheSource.MISS and mine:
             return mine[0]
         return SubAgentResult(
@@ -323,22 +335,28 @@ class CallPipeline:
         started = loop.time()
         tracker.started()
         threshold = tracker.threshold_s()
-        first = asyncio.create_task(self._attempt(task, agent, prompt, account))
+        # Each copy records when it was sent: the clock starts then, not while it waits
+        # for the rate limiter or a slot (a queued call is not a slow call).
+        sent: dict[asyncio.Task[Any], list[float]] = {}
+        first_sent: list[float] = []
+        first = asyncio.create_task(self._attempt(task, agent, prompt, account, sent=first_sent))
+        sent[first] = first_sent
         copies = [first]
         try:
             if threshold is not None:
-                # The clock starts when the call is sent, not while it waits for the rate
-                # limiter or a slot: a queued call is not a slow call.
                 while not first.done():
-                    sent = account.invoked_at
-                    left = threshold if sent is None else sent + threshold - loop.time()
-                    if sent is not None and left <= 0:
+                    left = threshold if not first_sent else first_sent[0] + threshold - loop.time()
+                    if first_sent and left <= 0:
                         break
                     await asyncio.wait(copies, timeout=left)
                 if not first.done() and tracker.try_launch():
                     account.hedges += 1
-                    hedge = self._attempt(task, agent, prompt, account, hedge=True)
-                    copies.append(asyncio.create_task(hedge))
+                    hedge_sent: list[float] = []
+                    hedge = asyncio.create_task(
+                        self._attempt(task, agent, prompt, account, hedge=True, sent=hedge_sent)
+                    )
+                    sent[hedge] = hedge_sent
+                    copies.append(hedge)
             pending: set[asyncio.Task[Any]] = set(copies)
             error: BaseException | None = None
             while pending:
@@ -346,7 +364,8 @@ class CallPipeline:
                 for copy in sorted(done, key=copies.index):
                     failure = copy.exception()
                     if failure is None:
-                        tracker.observe(loop.time() - (account.invoked_at or started))
+                        own = sent[copy]
+                        tracker.observe(loop.time() - (own[0] if own else started))
                         if copy is not first:
                             tracker.record_win()
                             account.hedge_won = True
@@ -364,7 +383,14 @@ class CallPipeline:
                     copy.exception()  # retrieved: a loser's error is not "never retrieved"
 
     async def _attempt(
-        self, task: Task, agent: SubAgent, prompt: Any, account: _Account, *, hedge: bool = False
+        self,
+        task: Task,
+        agent: SubAgent,
+        prompt: Any,
+        account: _Account,
+        *,
+        hedge: bool = False,
+        sent: list[float] | None = None,
     ) -> Any:
         """One attempt of one agent: count, reserve, wait for the rate, take a slot, invoke.
 
@@ -385,7 +411,11 @@ class CallPipeline:
         # Under a budget every attempt is admitted by the ledger, a zero estimate included
         # (it needs room left); without one there is nothing to hold.
         reservation = (
-            run.ledger.reserve(agent=agent.name, estimate_usd=estimate)
+            run.ledger.reserve(
+                agent=agent.name,
+                estimate_usd=estimate,
+                unknown_cost=self._price(agent) is None,
+            )
             if estimate or run.ledger.limit_usd is not None
             else None
         )
@@ -400,7 +430,8 @@ class CallPipeline:
             loop = asyncio.get_running_loop()
             scope = Scope(run, self._depth, lease, loop)
             token = enter_scope(scope)
-            account.invoked_at = loop.time()
+            if sent is not None:
+                sent.append(loop.time())
             try:
                 config = self._config
                 if agent.accepts_config:
@@ -503,23 +534,29 @@ class CallPipeline:
             price=price,
             counter=self._guards.counter,
         )
-        # Where the provider has billed more prompt tokens than we counted (another
-        # tokenizer, hidden system tokens), later estimates use the worst ratio seen.
-        ratio = self._run.input_ratio.get(agent.model, 1.0)
-        if ratio <= 1.0:
+        # Where the provider has billed more prompt tokens than we counted, later estimates
+        # of the run cover the worst seen: a fixed excess (hidden system tokens) and, from
+        # prompts long enough to dilute it, a ratio (another tokenizer).
+        learned = self._run.input_ratio
+        ratio = learned.get((agent.model, "ratio"), 1.0)
+        excess = learned.get((agent.model, "excess"), 0.0)
+        if ratio <= 1.0 and excess <= 0:
             return est.usd, est.input_tokens + est.output_tokens
-        prompt_tokens = math.ceil(est.input_tokens * ratio)
+        counted = est.input_tokens
+        prompt_tokens = max(math.ceil(counted * ratio), counted + math.ceil(excess))
         return price.cost(prompt_tokens, max_out), prompt_tokens + max_out
 
     def _learn_input_ratio(self, agent: SubAgent, prompt: Any, reported: int) -> None:
         """Remember how much the provider's prompt count exceeds ours for this model."""
         counter = self._guards.counter or _DEFAULT_COUNTER
         counted = counter.count_messages(_countable(prompt), agent.model)  # cached by text
-        if counted and reported > counted:
-            ratio = reported / counted
-            seen = self._run.input_ratio
-            if ratio > seen.get(agent.model, 1.0):
-                seen[agent.model] = ratio
+        if not counted or reported <= counted:
+            return
+        seen = self._run.input_ratio
+        excess_key, ratio_key = (agent.model, "excess"), (agent.model, "ratio")
+        seen[excess_key] = max(seen.get(excess_key, 0.0), float(reported - counted))
+        if counted >= _RATIO_MIN_TOKENS:  # short prompts are mostly fixed overhead
+            seen[ratio_key] = max(seen.get(ratio_key, 1.0), reported / counted)
 
     def _warn_unestimated(self, agent: SubAgent) -> None:
         if agent.name in self._unpriced_warned:
@@ -587,6 +624,7 @@ class CallPipeline:
 
 
 _DEFAULT_COUNTER = TokenCounter()
+_RATIO_MIN_TOKENS = 256  # prompts shorter than this teach a fixed excess, not a ratio
 _COUNTED_MODELS: set[str | None] = set()  # models whose encoding is loaded in this process
 
 

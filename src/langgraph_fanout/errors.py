@@ -267,20 +267,33 @@ class BudgetExceeded(RefusedError):
         reserved_usd: float,
         estimate_usd: float,
         limit_usd: float,
+        unknown_cost: bool = False,
     ) -> None:
         self.agent = agent
         self.spent_usd = spent_usd
         self.reserved_usd = reserved_usd
         self.estimate_usd = estimate_usd
         self.limit_usd = limit_usd
+        self.unknown_cost = unknown_cost
+        if unknown_cost:
+            message = (
+                f"cost budget used up before call to {agent!r} (its cost is known only after "
+                f"it runs): {spent_usd:.4g} spent + {reserved_usd:.4g} reserved of "
+                f"{limit_usd:.4g} USD"
+            )
+        else:
+            message = (
+                f"cost budget exceeded before call to {agent!r}: {spent_usd:.4g} spent + "
+                f"{reserved_usd:.4g} reserved + {estimate_usd:.4g} estimate > {limit_usd:.4g} USD"
+            )
         super().__init__(
-            f"cost budget exceeded before call to {agent!r}: {spent_usd:.4g} spent + "
-            f"{reserved_usd:.4g} reserved + {estimate_usd:.4g} estimate > {limit_usd:.4g} USD",
+            message,
             agent=agent,
             spent_usd=spent_usd,
             reserved_usd=reserved_usd,
             estimate_usd=estimate_usd,
             limit_usd=limit_usd,
+            unknown_cost=unknown_cost,
         )
 
     @property

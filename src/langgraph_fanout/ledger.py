@@ -369,7 +369,9 @@ class CostLedger:
         self._in_flight = 0
         self._by_agent: dict[str, int] = {}
 
-    def reserve(self, *, agent: str, estimate_usd: float) -> Reservation:
+    def reserve(
+        self, *, agent: str, estimate_usd: float, unknown_cost: bool = False
+    ) -> Reservation:
         """Hold ``estimate_usd`` for one call, or refuse it if it does not fit.
 
         Synchronous and atomic: callers in tasks or threads cannot both take the last room.
@@ -377,6 +379,8 @@ class CostLedger:
         Args:
             agent: the sub-agent name (for per-agent totals and the error).
             estimate_usd: the call's worst-case cost.
+            unknown_cost: the cost is known only after the call (an agent with no model):
+                it is admitted only while budget remains.
 
         Raises:
             BudgetExceeded: ``spent + reserved + estimate > limit``; the refused estimate is
@@ -387,9 +391,9 @@ class CostLedger:
         with self._lock:
             limit = self._limit_nano
             used = self._spent + self._reserved
-            # A zero estimate (a cost known only afterwards) still needs room left: once the
+            # A call whose cost is known only afterwards still needs room left: once the
             # budget is used up, nothing more starts.
-            if limit is not None and (used + estimate > limit or (not estimate and used >= limit)):
+            if limit is not None and (used + estimate > limit or (unknown_cost and used >= limit)):
                 self._refused += estimate
                 self._refused_calls += 1
                 spent, reserved = self._spent, self._reserved
@@ -404,6 +408,7 @@ class CostLedger:
             reserved_usd=_to_usd(reserved),
             estimate_usd=_to_usd(estimate),
             limit_usd=_to_usd(limit),
+            unknown_cost=unknown_cost,
         )
 
     def charge(self, *, agent: str, actual_usd: float) -> None:

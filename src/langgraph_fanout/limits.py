@@ -219,9 +219,9 @@ class SharedRun:
     concurrency: Slots | None
     ledger: CostLedger
     limiter: RateLimiter | None = None
-    # Worst ratio of provider-reported to counted prompt tokens seen, per model, in this
-    # run: later estimates of the run use it (the cap holds when tiktoken undercounts).
-    input_ratio: dict[str | None, float] = field(default_factory=dict)
+    # What the provider billed beyond our prompt-token count, per model, in this run:
+    # ``(model, "excess")`` tokens and ``(model, "ratio")``; later estimates cover them.
+    input_ratio: dict[tuple[str | None, str], float] = field(default_factory=dict)
     # A list so that views on other loops (``on_another_loop``) count into the same cell.
     _started: list[int] = field(default_factory=lambda: [0])
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
