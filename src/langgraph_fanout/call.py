@@ -408,8 +408,9 @@ class CallPipeline:
                 # I/O and ~0.3 s of CPU that must not block the event loop.
                 estimate, tokens = await asyncio.to_thread(self._estimate, agent, prompt)
                 _COUNTED_MODELS.add(agent.model)
+        account.estimate = estimate  # kept on a refusal too: the report's "would have cost"
         # Under a budget every attempt is admitted by the ledger, a zero estimate included
-        # (it needs room left); without one there is nothing to hold.
+        # (a call of unknown cost needs room left); without one there is nothing to hold.
         reservation = (
             run.ledger.reserve(
                 agent=agent.name,
@@ -419,7 +420,6 @@ class CallPipeline:
             if estimate or run.ledger.limit_usd is not None
             else None
         )
-        account.estimate = estimate
         account.prompt = prompt
         capture: _CallUsage | None = None
         try:

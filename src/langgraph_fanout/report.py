@@ -28,7 +28,8 @@ class DispatchReport:
         parallelism: ``busy_time_s / wall_time_s``, the average number of calls in flight.
         latency_p50_s / latency_p95_s / latency_max_s: call time of inputs that ran.
         stop_reason: why the dispatch stopped early, if it did.
-        estimated_usd: worst-case estimates reserved for this dispatch's inputs.
+        estimated_usd: worst-case estimates of this dispatch's last attempts (refused ones
+            included).
         spent_usd: cost committed for this dispatch's own calls, from real usage.
         total_spent_usd / refused_usd / overshoot_usd / budget_usd: the budget ledger of the
             whole run (nested dispatches and anything else sharing the ledger):
