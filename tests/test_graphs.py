@@ -860,3 +860,29 @@ async def test_graph_calls_honour_the_per_call_timeout() -> None:
     results = as_dispatch_result(out)
     assert [r.error.kind for r in results if r.error] == ["timeout", "timeout"]
     assert all(isinstance(r.error, CallTimeout) for r in results)
+
+
+def test_abandoned_graph_runs_are_dropped_after_an_idle_hour() -> None:
+    import fakeclock
+
+    from langgraph_fanout import graph_runs
+
+    async def agent(prompt: Any) -> Any:
+        await asyncio.Event().wait()  # never answers: the run is cancelled from outside
+
+    graph = create_fan_out_graph(agent).compile()
+
+    async def scenario() -> tuple[int, int]:
+        run = asyncio.create_task(graph.ainvoke({"items": ["a", "b"]}))
+        await asyncio.sleep(1)
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        left_behind = len(graph_runs._RUNS)
+        await asyncio.sleep(graph_runs.IDLE_RUN_S + 1)
+        await create_fan_out_graph(lambda p: p).compile().ainvoke({"items": ["x"]})
+        return left_behind, len(graph_runs._RUNS)
+
+    graph_runs._RUNS.clear()
+    left_behind, after = fakeclock.run(scenario())
+    assert left_behind == 1  # a cancelled run never reaches the node that closes it...
+    assert after == 0  # ...and the next run opened after an idle hour drops it

@@ -89,6 +89,7 @@ class GraphRun:
     cancelled: set[asyncio.Task[Any]] = field(default_factory=set)
     lend: AbstractAsyncContextManager[None] | None = None
     timer: asyncio.TimerHandle | None = None
+    touched: float = 0.0  # loop time of the last call that ended (or of the opening)
 
     def stop(self, reason: str, *, cancel_in_flight: bool) -> None:
         """Refuse new calls from now on; cancel the calls in flight if asked."""
@@ -132,6 +133,26 @@ def find_run(key: str) -> GraphRun | None:
     return run
 
 
+IDLE_RUN_S = 3600.0
+"""A registered run with no call in flight for this long was abandoned (cancelled, or its
+graph raised before the last node): it is dropped. A run resumed later is rebuilt from the
+records in its checkpoint, as in a new process."""
+
+
+def _prune(loop: asyncio.AbstractEventLoop, *, keep: str) -> None:
+    """Drop runs of loops that have ended and runs abandoned on this loop."""
+    now = loop.time()
+    for key, run in list(_RUNS.items()):
+        if key == keep:
+            continue
+        closed = run.loop.is_closed()
+        idle = run.loop is loop and not run.in_flight and now - run.touched > IDLE_RUN_S
+        if closed or idle:
+            del _RUNS[key]
+            if run.timer is not None and not closed:
+                run.timer.cancel()
+
+
 async def open_run(
     key: str,
     *,
@@ -157,9 +178,7 @@ async def open_run(
     if existing is not None:
         return existing
     loop = asyncio.get_running_loop()
-    # Runs of loops that have ended (a crashed asyncio.run, a finished test) are gone.
-    for dead in [k for k, r in _RUNS.items() if r.loop.is_closed() and k != key]:
-        del _RUNS[dead]
+    _prune(loop, keep=key)
     scope = current_scope()
     if scope is not None and scope.loop is not None and scope.loop is not loop:
         scope = Scope(scope.run.on_another_loop(), scope.depth, None, loop)
@@ -191,6 +210,7 @@ async def open_run(
             run.count(result_from_record(record))
     # Registered before the first await: a sibling node opening the same run concurrently
     # finds this one instead of building a second.
+    run.touched = loop.time()
     _RUNS[key] = run
     if limits.max_total_duration_s is not None:
         run.timer = loop.call_later(
@@ -310,6 +330,7 @@ async def _in_flight(run: GraphRun, pipeline: CallPipeline, task: Task) -> SubAg
     finally:
         run.in_flight.discard(current)
         run.cancelled.discard(current)
+        run.touched = run.loop.time()
 
 
 def _refused(task: Task, error: CallError) -> SubAgentResult:
