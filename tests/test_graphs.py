@@ -864,7 +864,6 @@ async def test_graph_calls_honour_the_per_call_timeout() -> None:
 
 def test_abandoned_graph_runs_are_dropped_after_an_idle_hour() -> None:
     import fakeclock
-
     from langgraph_fanout import graph_runs
 
     async def agent(prompt: Any) -> Any:
