@@ -531,7 +531,7 @@ async def test_stream_reports_and_honours_all_or_nothing() -> None:
 
 
 async def test_a_nested_budget_of_its_own_is_reported_as_not_applied() -> None:
-    from langgraph_fanout.dispatch import NestedLimitsWarning
+    from langgraph_fanout import NestedLimitsWarning
 
     async def parent(prompt: str) -> int:
         inner = await dispatch_agents(

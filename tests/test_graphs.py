@@ -173,7 +173,7 @@ def test_factories_return_uncompiled_graphs() -> None:
 async def test_fan_out_end_to_end_with_a_simulated_model() -> None:
     model = SimulatedChatModel(choices=["spam", "ham"], seed=3)
     graph = create_fan_out_graph(
-        model, template="Classify: {text}", aggregate=majority_vote(), limits=UNPRICED
+        model, template="Classify: {text}", aggregate=majority_vote(early=None), limits=UNPRICED
     ).compile()
     texts = [f"message {i}" for i in range(12)]
 

@@ -5,7 +5,7 @@ Start with ``dispatch_agents`` (fan-out under limits), ``vote`` (ensembles) and 
 cache, rate limits and screening.
 """
 
-from .agents import ClientRetriesWarning, SubAgent
+from .agents import SubAgent
 from .aggregate import (
     aggregator_from,
     best_result,
@@ -17,7 +17,7 @@ from .aggregate import (
 )
 from .breaker import BreakerConfig, CircuitBreaker
 from .cache import CacheMode, IdempotencyCache
-from .call import Task, UnpricedModelWarning
+from .call import Task
 from .cost import CostLedger, Price, count_message_tokens, count_tokens, lookup_price
 from .delegation import (
     A2AClient,
@@ -38,24 +38,31 @@ from .errors import (
     AgentError,
     AgentLimitExceeded,
     BudgetExceeded,
+    CacheBackendWarning,
     CacheKeyError,
     CallCancelled,
     CallError,
     CallSkipped,
     CallTimeout,
     CircuitOpen,
+    ClientRetriesWarning,
     ConfigurationError,
     DepthLimitExceeded,
     DispatchFailed,
     FanoutError,
+    FanoutWarning,
     InjectionDetected,
     InvalidInputError,
     InvalidItem,
     KeyNotFound,
+    NestedLimitsWarning,
     RefusedError,
     RetriesExhausted,
     SyncInAsyncError,
+    TokenEstimateWarning,
+    UnestimatedCostWarning,
     UnpricedModel,
+    UnpricedModelWarning,
     VoteTie,
 )
 from .graphs import (
@@ -68,6 +75,7 @@ from .graphs import (
 )
 from .hedging import HedgePolicy
 from .limits import DispatchResourceLimits
+from .options import GuardOptions, Guards
 from .plan import DispatchPlan, plan_dispatch
 from .prompts import PromptTemplate
 from .ratelimit import RateLimiter, shared_limiter
@@ -100,6 +108,7 @@ __all__ = [
     "Attempt",
     "BreakerConfig",
     "BudgetExceeded",
+    "CacheBackendWarning",
     "CacheKeyError",
     "CacheMode",
     "CallCancelled",
@@ -124,6 +133,9 @@ __all__ = [
     "ErrorRecoveryPolicy",
     "ErrorStrategy",
     "FanoutError",
+    "FanoutWarning",
+    "GuardOptions",
+    "Guards",
     "HedgePolicy",
     "IdempotencyCache",
     "InjectionDetected",
@@ -131,6 +143,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidItem",
     "KeyNotFound",
+    "NestedLimitsWarning",
     "Price",
     "PromptTemplate",
     "RateLimiter",
@@ -145,6 +158,8 @@ __all__ = [
     "SubAgentResult",
     "SyncInAsyncError",
     "Task",
+    "TokenEstimateWarning",
+    "UnestimatedCostWarning",
     "UnpricedModel",
     "UnpricedModelWarning",
     "Vote",

@@ -34,7 +34,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from .errors import ConfigurationError
+from .errors import ClientRetriesWarning, ConfigurationError
 
 if TYPE_CHECKING:
     from .cost import Price
@@ -238,11 +238,6 @@ class SubAgent:
 
 async def _await(value: Awaitable[Any]) -> Any:
     return await value
-
-
-class ClientRetriesWarning(UserWarning):
-    """A chat model retries on its own (e.g. ``ChatOpenAI`` retries twice by default), so
-    retries multiply and backoff is not ours: build it with ``max_retries=0``."""
 
 
 _WARNED_RETRIES: set[tuple[str, str | None]] = set()

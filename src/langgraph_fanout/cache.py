@@ -38,7 +38,7 @@ from langgraph.cache.base import BaseCache, FullKey
 from langgraph.cache.memory import InMemoryCache
 from pydantic import BaseModel
 
-from .errors import CacheKeyError, ConfigurationError
+from .errors import CacheBackendWarning, CacheKeyError, ConfigurationError
 
 __all__ = [
     "CACHE_KEY_VERSION",
@@ -268,10 +268,6 @@ def _encode_model(model: BaseModel, active: set[int]) -> Any:
 # ---------------------------------------------------------------------------------------
 # Entries, modes, sources
 # ---------------------------------------------------------------------------------------
-
-
-class CacheBackendWarning(UserWarning):
-    """The backend could not read or write an entry; the call went on without the cache."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -46,7 +46,9 @@ from .errors import (
     InjectionDetected,
     InvalidItem,
     RefusedError,
+    UnestimatedCostWarning,
     UnpricedModel,
+    UnpricedModelWarning,
 )
 from .hedging import HedgePolicy, HedgeTracker
 from .limits import Scope, SharedRun, SlotLease, current_scope, enter_scope, exit_scope
@@ -55,15 +57,7 @@ from .recovery import ErrorRecoveryPolicy, run_with_recovery
 from .results import Status, SubAgentResult
 from .security import ScreeningPolicy
 
-__all__ = ["CallPipeline", "Guards", "Task", "UnestimatedCostWarning", "UnpricedModelWarning"]
-
-
-class UnpricedModelWarning(UserWarning):
-    """A model with no known price ran and was counted at zero cost (budget not enforced)."""
-
-
-class UnestimatedCostWarning(UserWarning):
-    """An agent with no declared model ran under a budget: no worst case could be reserved."""
+__all__ = ["CallPipeline", "PipelineGuards", "Task"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -93,7 +87,7 @@ class Task:
 
 
 @dataclass(slots=True, kw_only=True)
-class Guards:
+class PipelineGuards:
     """How one dispatch configures the pipeline's guards (what is shared lives in ``SharedRun``).
 
     Args:
@@ -178,7 +172,7 @@ class CallPipeline:
         run: SharedRun,
         depth: int,
         config: RunnableConfig | None,
-        guards: Guards,
+        guards: PipelineGuards,
         timeout_s: float | None = None,
     ) -> None:
         self._run = run
@@ -195,7 +189,11 @@ class CallPipeline:
             run.limiter is not None and run.limiter.limits.tokens_per_minute is not None
         )
 
-    async def __call__(self, task: Task) -> SubAgentResult:
+    async def __call__(self, task: Task, config: RunnableConfig | None = None) -> SubAgentResult:
+        """The one result of ``task``; ``config`` replaces the dispatch's for this call
+        (a graph node's own callbacks)."""
+        if config is None:
+            config = self._config
         if task.invalid is not None:
             return _refused(task, InvalidItem(index=task.index, reason=task.invalid))
         prompt = task.prompt
@@ -211,14 +209,16 @@ class CallPipeline:
                 prompt = task.template.render(args)
         cache = self._guards.cache
         if cache is None:
-            result = await self._recover(task, prompt)
+            result = await self._recover(task, prompt, config)
         else:
-            result = await self._cached(cache, task, prompt)
+            result = await self._cached(cache, task, prompt, config)
         if flags:
             result.flags = flags + result.flags
         return result
 
-    async def _cached(self, cache: IdempotencyCache, task: Task, prompt: Any) -> SubAgentResult:
+    async def _cached(
+        self, cache: IdempotencyCache, task: Task, prompt: Any, config: RunnableConfig | None
+    ) -> SubAgentResult:
         agent = task.agent
         identity = self._identity.get(id(agent))
         if identity is None:
@@ -230,7 +230,7 @@ class CallPipeline:
         mine: list[SubAgentResult] = []
 
         async def compute() -> CacheEntry:
-            result = await self._recover(task, prompt)
+            result = await self._recover(task, prompt, config)
             mine.append(result)
             if not result.ok:
                 raise _Failed(result)
@@ -251,7 +251,7 @@ class CallPipeline:
             if isinstance(shared, RefusedError | CallCancelled | CallTimeout):
                 # The leader was stopped by its own dispatch (budget, limits, deadline, its
                 # timeout): that says nothing about the agent, so make our own call.
-                return await self._recover(task, prompt)
+                return await self._recover(task, prompt, config)
             # The agent itself failed for the leader: share that, as a success would be
             # shared, rather than N followers repeating the same failing call.
             return SubAgentResult.from_error(
@@ -273,7 +273,9 @@ class CallPipeline:
             sample=task.sample,
         )
 
-    async def _recover(self, task: Task, prompt: Any) -> SubAgentResult:
+    async def _recover(
+        self, task: Task, prompt: Any, config: RunnableConfig | None
+    ) -> SubAgentResult:
         loop = asyncio.get_running_loop()
         guards = self._guards
         account = _Account()
@@ -281,8 +283,8 @@ class CallPipeline:
 
         async def attempt(agent: SubAgent) -> Any:
             if self.hedging is not None:
-                return await self._hedged(self.hedging, task, agent, prompt, account)
-            return await self._attempt(task, agent, prompt, account)
+                return await self._hedged(self.hedging, task, agent, prompt, account, config)
+            return await self._attempt(task, agent, prompt, account, config)
 
         outcome = await run_with_recovery(
             attempt,
@@ -324,7 +326,13 @@ class CallPipeline:
         )
 
     async def _hedged(
-        self, tracker: HedgeTracker, task: Task, agent: SubAgent, prompt: Any, account: _Account
+        self,
+        tracker: HedgeTracker,
+        task: Task,
+        agent: SubAgent,
+        prompt: Any,
+        account: _Account,
+        config: RunnableConfig | None,
     ) -> Any:
         """An attempt that gets a duplicate if it runs past the hedge threshold.
 
@@ -339,7 +347,9 @@ class CallPipeline:
         # for the rate limiter or a slot (a queued call is not a slow call).
         sent: dict[asyncio.Task[Any], list[float]] = {}
         first_sent: list[float] = []
-        first = asyncio.create_task(self._attempt(task, agent, prompt, account, sent=first_sent))
+        first = asyncio.create_task(
+            self._attempt(task, agent, prompt, account, config, sent=first_sent)
+        )
         sent[first] = first_sent
         copies = [first]
         try:
@@ -353,7 +363,9 @@ class CallPipeline:
                     account.hedges += 1
                     hedge_sent: list[float] = []
                     hedge = asyncio.create_task(
-                        self._attempt(task, agent, prompt, account, hedge=True, sent=hedge_sent)
+                        self._attempt(
+                            task, agent, prompt, account, config, hedge=True, sent=hedge_sent
+                        )
                     )
                     sent[hedge] = hedge_sent
                     copies.append(hedge)
@@ -388,6 +400,7 @@ class CallPipeline:
         agent: SubAgent,
         prompt: Any,
         account: _Account,
+        config: RunnableConfig | None,
         *,
         hedge: bool = False,
         sent: list[float] | None = None,
@@ -433,7 +446,6 @@ class CallPipeline:
             if sent is not None:
                 sent.append(loop.time())
             try:
-                config = self._config
                 if agent.accepts_config:
                     capture = _CallUsage(scope)
                     config = _with_call(config, capture, agent, task)

@@ -39,7 +39,7 @@ from genai_prices.types import TieredPrices
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, TokenEstimateWarning
 
 # Re-exported so that one import gives the whole cost story.
 from .ledger import CostLedger, LedgerSnapshot, PriceFor, Reservation, Usage, UsageCapture
@@ -92,10 +92,6 @@ _OFFLINE_SHA256 = {
 }
 _seeded: set[tuple[str, str]] = set()
 _seed_lock = threading.Lock()
-
-
-class TokenEstimateWarning(UserWarning):
-    """No tiktoken encoding could be loaded; token counts are a character-based estimate."""
 
 
 # --------------------------------------------------------------------------- offline data

@@ -36,7 +36,7 @@ import dataclasses
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from langchain_core.runnables import RunnableConfig
 
@@ -52,10 +52,12 @@ from .dispatch import Dispatcher, DispatchResult, run_sync
 from .errors import ConfigurationError
 from .ledger import CostLedger
 from .limits import DispatchResourceLimits, SharedRun, current_scope
+from .options import GuardOptions, Guards
 from .ratelimit import RateLimiter
 from .recovery import ErrorRecoveryPolicy
 from .registry import AgentRegistry, RemoteAgent
 from .results import SubAgentResult
+from .run import reconcile_budget
 
 __all__ = [
     "A2AClient",
@@ -68,12 +70,6 @@ __all__ = [
     "output_text",
     "render_value",
 ]
-
-# Dispatcher options the client owns itself: passing them through would bypass its limits.
-_OWNED_OPTIONS = frozenset(
-    {"agent", "agents", "aggregate", "ledger", "limits", "mode", "policy", "rate_limiter"}
-    | {"run", "stop"}
-)
 
 # --------------------------------------------------------------------------- shared limits
 
@@ -106,14 +102,8 @@ class SharedLimits:
         ledger: CostLedger | None = None,
         rate_limiter: RateLimiter | None = None,
     ) -> None:
-        if ledger is not None and ledger.limit_usd != limits.max_total_cost_usd:
-            if limits.max_total_cost_usd is not None:
-                raise ConfigurationError(
-                    f"ledger limit {ledger.limit_usd!r} differs from "
-                    f"limits.max_total_cost_usd={limits.max_total_cost_usd!r}: pass one of them"
-                )
-            # Descriptions, reports and the unpriced-model check read the budget from here.
-            limits = dataclasses.replace(limits, max_total_cost_usd=ledger.limit_usd)
+        # Descriptions, reports and the unpriced-model check read the budget from here.
+        limits = reconcile_budget(limits, ledger)
         self.limits = limits
         self.run = SharedRun.create(limits, ledger=ledger, limiter=rate_limiter)
         self._lock = threading.Lock()
@@ -165,15 +155,14 @@ class A2AClient:
     Args:
         registry: the agents (an ``AgentRegistry`` is used live; a mapping is copied).
         limits: limits of the whole run, shared by every call of this client.
-        policy: default recovery policy (``fallback_tools`` are registry names).
-        ledger: a ledger to share with other clients or dispatchers.
-        rate_limiter: a rate limiter to share.
-        **options: other ``Dispatcher`` options: ``prices``, ``screening``, ``cache``,
-            ``cache_mode``, ``breakers``, ``sleep``, ``rng``, ``hedge``, ``config``.
+        config: a ``RunnableConfig`` every call gets (merged with a call's own).
+        guards / **options: the guards (``Guards`` or its fields): ``policy`` is the
+            default recovery policy (``fallback_tools`` are registry names); ``ledger``
+            and ``rate_limiter`` are shared by every call of the client.
 
     Raises:
-        ConfigurationError: an option is unknown or owned by the client, or a fallback
-            name is not registered.
+        ConfigurationError: a bad option, a fallback name that is not registered, or
+            ``ledger=`` and ``limits=`` with different budgets.
 
     Example:
         >>> client = A2AClient({"researcher": model})
@@ -185,28 +174,26 @@ class A2AClient:
         registry: AgentRegistry | Mapping[str, AgentLike] | None = None,
         *,
         limits: DispatchResourceLimits | None = None,
-        policy: ErrorRecoveryPolicy | None = None,
-        ledger: CostLedger | None = None,
-        rate_limiter: RateLimiter | None = None,
-        **options: Any,
+        config: RunnableConfig | None = None,
+        guards: Guards | None = None,
+        **options: Unpack[GuardOptions],
     ) -> None:
-        owned = sorted(_OWNED_OPTIONS.intersection(options))
-        if owned:
-            raise ConfigurationError(
-                f"A2AClient sets {owned} itself: pass registry=, limits=, policy=, ledger= "
-                "or rate_limiter= instead"
-            )
         self.registry = AgentRegistry.of(registry) if registry is not None else AgentRegistry()
         limits = limits if limits is not None else DispatchResourceLimits()
         if not isinstance(limits, DispatchResourceLimits):
             raise ConfigurationError(
                 f"limits must be a DispatchResourceLimits, got {type(limits).__name__}"
             )
-        self.policy = policy
-        self.options = dict(options)
-        self.shared = SharedLimits(limits, ledger=ledger, rate_limiter=rate_limiter)
+        self.guards = Guards.of(guards, options)
+        self.policy = self.guards.policy
+        self.config = config
+        self.shared = SharedLimits(
+            limits, ledger=self.guards.ledger, rate_limiter=self.guards.rate_limiter
+        )
+        # The calls draw from the shared run, which holds the ledger and the limiter.
+        self._call_guards = dataclasses.replace(self.guards, ledger=None, rate_limiter=None)
         self.limits = self.shared.limits  # a capped ledger sets the budget
-        self._dispatcher(None, policy=policy)  # bad options and unknown fallbacks fail here
+        self._dispatcher(None, policy=None)  # unknown fallbacks fail here
 
     @property
     def ledger(self) -> CostLedger:
@@ -235,16 +222,15 @@ class A2AClient:
         aggregate: Callable[[Sequence[SubAgentResult]], Any] | None = None,
         config: RunnableConfig | None = None,
     ) -> Dispatcher:
-        options = dict(self.options)
-        base_config = options.pop("config", None)
         return Dispatcher(
             agents=self.registry,
             limits=limits if limits is not None else self.limits,
             aggregate=aggregate,
-            config=_merge_config(base_config, config),
-            policy=policy if policy is not None else self.policy,
+            config=_merge_config(self.config, config),
             run=run,
-            **options,
+            guards=self._call_guards
+            if policy is None
+            else dataclasses.replace(self._call_guards, policy=policy),
         )
 
     # -- delegation -------------------------------------------------------------------
@@ -421,9 +407,9 @@ async def delegate(
     request: AgentDelegationRequest | Mapping[str, Any],
     *,
     agents: AgentRegistry | Mapping[str, AgentLike],
-    policy: ErrorRecoveryPolicy | None = None,
     limits: DispatchResourceLimits | None = None,
-    **options: Any,
+    guards: Guards | None = None,
+    **options: Unpack[GuardOptions],
 ) -> DelegationResult:
     """Delegate one request with a one-off client (limits not shared with later calls).
 
@@ -431,5 +417,5 @@ async def delegate(
         >>> result = await delegate({"agent_id": "researcher", "task": "..."},
         ...                         agents={"researcher": model})
     """
-    client = A2AClient(agents, limits=limits, policy=policy, **options)
+    client = A2AClient(agents, limits=limits, guards=guards, **options)
     return await client.delegate(request)

@@ -13,13 +13,16 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
+
+from langchain_core.runnables import RunnableConfig
 
 from .agents import AgentLike, SubAgent
 from .call import Task
 from .dispatch import Dispatcher, DispatchResult, run_sync
 from .errors import ConfigurationError, InvalidInputError
 from .limits import DispatchResourceLimits
+from .options import GuardOptions, Guards
 from .prompts import PromptTemplate, validate_arguments
 from .voting import majority_vote
 
@@ -35,7 +38,9 @@ async def vote(
     n: int = 1,
     by: majority_vote | None = None,
     limits: DispatchResourceLimits | None = None,
-    **options: Any,
+    config: RunnableConfig | None = None,
+    guards: Guards | None = None,
+    **options: Unpack[GuardOptions],
 ) -> DispatchResult:
     """Ask every voter ``question`` and return the dispatch with its ``Vote`` as aggregate.
 
@@ -51,7 +56,9 @@ async def vote(
         by: the vote (default ``majority_vote()``: exact early decision, ties to the first
             voter); pass ``majority_vote(early="adaptive", confidence=0.95)`` to stop sooner.
         limits: resource limits (budget, concurrency, deadline...).
-        **options: any other ``Dispatcher`` option (``policy``, ``cache``, ``prices``...).
+        config: passed to every voter call.
+        guards / **options: the guards, as for ``dispatch_agents`` (``policy``, ``cache``,
+            ``prices``...).
 
     Returns:
         A ``DispatchResult`` whose ``aggregate`` is the ``Vote`` and whose report counts the
@@ -93,16 +100,44 @@ async def vote(
         for s in range(n)
     ]
     ballot = by if by is not None else majority_vote()
-    dispatcher = Dispatcher(limits=limits, aggregate=ballot, **options)
+    dispatcher = Dispatcher(
+        limits=limits,
+        aggregate=ballot,
+        config=config,
+        guards=guards,
+        **options,
+    )
     return await dispatcher.run_tasks(tasks)
 
 
 def vote_sync(
-    question: str, arguments: Mapping[str, Any] | None = None, **kwargs: Any
+    question: str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    agents: Sequence[AgentLike] | None = None,
+    agent: AgentLike | None = None,
+    n: int = 1,
+    by: majority_vote | None = None,
+    limits: DispatchResourceLimits | None = None,
+    config: RunnableConfig | None = None,
+    guards: Guards | None = None,
+    **options: Unpack[GuardOptions],
 ) -> DispatchResult:
     """The sync twin of ``vote``.
 
     Raises:
         SyncInAsyncError: called inside a running event loop (use ``await vote(...)``).
     """
-    return run_sync(vote(question, arguments, **kwargs), "vote_sync", "vote")
+    coro = vote(
+        question,
+        arguments,
+        agents=agents,
+        agent=agent,
+        n=n,
+        by=by,
+        limits=limits,
+        config=config,
+        guards=guards,
+        **options,
+    )
+    return run_sync(coro, "vote_sync", "vote")

@@ -25,6 +25,14 @@ Split by what the caller can do about it::
         │   └── CacheKeyError        an argument could not be serialised for the cache key
         └── CallCancelled            cancelled by the dispatch (deadline, failure rate, stop)
 
+    FanoutWarning (a UserWarning)    a guard could not be applied as asked
+    ├── UnpricedModelWarning         a model with no known price ran at zero cost
+    ├── UnestimatedCostWarning       an agent of unknown worst case ran under a budget
+    ├── NestedLimitsWarning          a nested dispatch set a run-wide limit (not applied)
+    ├── ClientRetriesWarning         a chat model retries on its own (retries multiply)
+    ├── TokenEstimateWarning         no tiktoken encoding: token counts are estimated
+    └── CacheBackendWarning          the cache backend failed; the call went on uncached
+
 Every error keeps its numbers as attributes, builds its message from them, and survives
 pickling (results cross process boundaries in checkpoints and worker pools).
 """
@@ -428,3 +436,36 @@ _KIND: dict[type[FanoutError], str] = {
     KeyNotFound: "key_not_found",
     VoteTie: "vote_tie",
 }
+
+
+# --------------------------------------------------------------------------- warnings
+
+
+class FanoutWarning(UserWarning):
+    """Base of every warning of this package: a guard could not be applied as asked."""
+
+
+class CacheBackendWarning(FanoutWarning):
+    """The backend could not read or write an entry; the call went on without the cache."""
+
+
+class ClientRetriesWarning(FanoutWarning):
+    """A chat model retries on its own (e.g. ``ChatOpenAI`` retries twice by default), so
+    retries multiply and backoff is not ours: build it with ``max_retries=0``."""
+
+
+class NestedLimitsWarning(FanoutWarning):
+    """A nested dispatch set a limit that only the top-level run applies (the budget,
+    agent count, depth, rates): the enclosing run's apply; the message names the fields."""
+
+
+class TokenEstimateWarning(FanoutWarning):
+    """No tiktoken encoding could be loaded; token counts are a character-based estimate."""
+
+
+class UnestimatedCostWarning(FanoutWarning):
+    """An agent with no declared model ran under a budget: no worst case could be reserved."""
+
+
+class UnpricedModelWarning(FanoutWarning):
+    """A model with no known price ran and was counted at zero cost (budget not enforced)."""

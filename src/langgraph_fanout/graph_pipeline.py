@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict, Unpack
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
@@ -29,8 +29,6 @@ from .graph_records import (
     result_to_record,
 )
 from .graph_runs import (
-    GraphRun,
-    build_report,
     check_limits,
     close_run,
     ensure_run,
@@ -40,8 +38,9 @@ from .graph_runs import (
     run_call,
 )
 from .limits import DispatchResourceLimits
-from .recovery import ErrorRecoveryPolicy
+from .options import GuardOptions, Guards
 from .results import SubAgentResult
+from .run import RunController
 
 __all__ = [
     "Parallel",
@@ -182,7 +181,7 @@ class _PipelineGraph:
         graph.add_edge("finish", END)
         return graph
 
-    async def _run(self, state: PipelineState) -> GraphRun:
+    async def _run(self, state: PipelineState) -> RunController:
         done = list(latest_records(state.get("finished") or ()).values())
         return await ensure_run(
             state["run_key"],
@@ -209,13 +208,11 @@ class _PipelineGraph:
         }
 
     def _call_node(self, slot: _Slot, branches: bool) -> Any:
-        guards = self.dispatcher.guards
-
         async def call_stage(state: PipelineState, config: RunnableConfig) -> dict[str, Any]:
             run = await self._run(state)
             prompt = prompt_for(slot.agent, state.get("current"))
             task = Task(index=slot.index, agent=slot.agent, prompt=prompt)
-            result = await run_call(run, task, config=config, guards=guards)
+            result = await run_call(run, task, config=config)
             record = result_to_record(result, stage=slot.stage, branch=slot.branch)
             update: dict[str, Any] = {"finished": [record]}
             if not branches:
@@ -244,9 +241,7 @@ class _PipelineGraph:
         run = await self._run(state)
         records = sorted(latest_records(state.get("finished") or ()).values(), key=_index)
         results = [result_from_record(r) for r in records]
-        report = build_report(
-            run, results, wall_time_s=time.time() - state.get("started_at", time.time())
-        )
+        report = run.report(results, wall_time_s=time.time() - state.get("started_at", time.time()))
         await close_run(state["run_key"])
         failed = bool(state.get("failed"))
         return {
@@ -272,10 +267,10 @@ def create_pipeline_graph(
     stages: Sequence[AgentLike | Parallel | Sequence[AgentLike]],
     *,
     limits: DispatchResourceLimits | None = None,
-    policy: ErrorRecoveryPolicy | None = None,
     agents: Mapping[str, AgentLike] | None = None,
     name: str = "pipeline",
-    **guards: Any,
+    guards: Guards | None = None,
+    **options: Unpack[GuardOptions],
 ) -> StateGraph[PipelineState, None, PipelineInput, PipelineOutput]:
     """A graph of sequential stages, with parallel branches where a stage is a list.
 
@@ -290,7 +285,7 @@ def create_pipeline_graph(
     Args:
         stages: agents (a stage each) and branch points (``parallel(a, b, combine=f)`` or
             a list of agents). A Runnable such as ``prompt | model`` makes a stage's prompt.
-        limits / policy / agents / name / **guards: as for ``create_fan_out_graph``.
+        limits / agents / name / guards / **options: as for ``create_fan_out_graph``.
 
     Raises:
         ConfigurationError: a bad argument (nothing is built).
@@ -302,5 +297,5 @@ def create_pipeline_graph(
         >>> (await graph.ainvoke({"input": record}))["output"]
     """
     check_limits(limits, graph="pipeline")
-    dispatcher = make_dispatcher(limits=limits, policy=policy, agents=agents, guards=guards)
+    dispatcher = make_dispatcher(limits=limits, agents=agents, guards=guards, options=options)
     return _PipelineGraph(stages, dispatcher=dispatcher, name=name).build()

@@ -1,13 +1,11 @@
-"""What the nodes of one graph run share, and helpers of the graph factories.
+"""The run registry of the graphs, and helpers of the graph factories.
 
 LangGraph runs every node (each ``Send`` target too) in a task whose context is copied
-from the graph invocation, so nothing a node creates is visible to its siblings. The run
-state of one graph run (``GraphRun``: the ``SharedRun`` of budget, concurrency slots and
-agent count, plus progress counters) therefore lives in a process-wide registry keyed by
-a ``run_key`` that the graph's first node writes into the state and that every ``Send``
-payload carries; the last node drops it. Inside a dispatch call (the graph is a
-sub-agent, or runs in a node of another of our graphs) the run draws from that call's
-``SharedRun`` and lends it the call's concurrency slot, so nesting never multiplies a limit.
+from the graph invocation, so nothing a node creates is visible to its siblings. The
+``RunController`` of one graph run therefore lives in a process-wide registry keyed by a
+``run_key`` that the graph's first node writes into the state and that every ``Send``
+payload carries; the last node closes it. That registry is all the graphs add to the run
+controller: scope, window, deadline, gates, cancellation and the report are its.
 
 After a crash the registry of the new process is empty: the run is rebuilt from the
 results already in the checkpointed state, and its ledger is seeded with what they cost,
@@ -18,10 +16,9 @@ Results live in the state as records (``graph_records``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage
@@ -29,103 +26,20 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.config import get_stream_writer
 
 from .agents import AgentLike, SubAgent
-from .call import CallPipeline, Guards, Task
+from .call import Task
 from .dispatch import Dispatcher
-from .errors import CallCancelled, CallError, ConfigurationError, DepthLimitExceeded
+from .errors import ConfigurationError
 from .graph_records import DEFERRED, result_from_record
-from .ledger import CostLedger
-from .limits import DispatchResourceLimits, Scope, SharedRun, Slots, current_scope
-from .ratelimit import RateLimiter
-from .recovery import ErrorRecoveryPolicy
-from .report import DispatchReport, ReportBuilder
-from .results import Status, SubAgentResult
+from .limits import DispatchResourceLimits, SharedRun
+from .options import GuardOptions, Guards
+from .results import SubAgentResult
+from .run import DispatchMode, RunController
+from .stopping import StopCondition
 
-__all__ = [
-    "GraphRun",
-    "build_report",
-    "check_limits",
-    "close_run",
-    "ensure_run",
-    "find_run",
-    "is_agent",
-    "make_dispatcher",
-    "message_text",
-    "node_name",
-    "open_run",
-    "prompt_for",
-    "run_call",
-]
+_RUNS: dict[str, RunController] = {}
 
 
-@dataclass(slots=True, eq=False)
-class GraphRun:
-    """The live state of one graph run in this process (see the module docstring).
-
-    Attributes:
-        key: the run key carried in the graph state.
-        name: the graph's name, shown in progress events.
-        shared: budget, concurrency slots and agent count (the enclosing call's when nested).
-        depth: dispatch depth of this run's calls (1 at top level).
-        limits: the graph's own limits (its failure-rate gate, deadline and window).
-        total: planned items (``None`` when unknown, as in a tree).
-        done / failed / cost_usd: finished items, failed ones and what they cost.
-        stop_reason: why new calls are refused (deadline, failure rate), if they are.
-    """
-
-    key: str
-    name: str
-    shared: SharedRun
-    depth: int
-    limits: DispatchResourceLimits
-    loop: asyncio.AbstractEventLoop
-    window: Slots | None
-    total: int | None
-    refusal: CallError | None = None
-    done: int = 0
-    failed: int = 0
-    cost_usd: float = 0.0
-    stop_reason: str | None = None
-    in_flight: set[asyncio.Task[Any]] = field(default_factory=set)
-    cancelled: set[asyncio.Task[Any]] = field(default_factory=set)
-    lend: AbstractAsyncContextManager[None] | None = None
-    timer: asyncio.TimerHandle | None = None
-    touched: float = 0.0  # loop time of the last call that ended (or of the opening)
-
-    def stop(self, reason: str, *, cancel_in_flight: bool) -> None:
-        """Refuse new calls from now on; cancel the calls in flight if asked."""
-        if self.stop_reason is not None:
-            return
-        self.stop_reason = reason
-        if cancel_in_flight:
-            for task in list(self.in_flight):
-                self.cancelled.add(task)
-                task.cancel()
-
-    def count(self, result: SubAgentResult) -> None:
-        """Add a finished item to the progress counters and ask the failure-rate gate."""
-        self.done += 1
-        self.cost_usd += result.cost_usd
-        if result.status is Status.OK:
-            return
-        self.failed += 1
-        rate = self.limits.max_failure_rate
-        if (
-            rate is not None
-            and result.status is not Status.CANCELLED
-            and self.done >= self.limits.failure_rate_min_sample
-            and self.failed / self.done > rate
-        ):
-            observed = self.failed / self.done
-            self.stop(
-                f"failure rate {observed:.0%} > max_failure_rate={rate:.0%}",
-                cancel_in_flight=self.limits.cancel_in_flight_on_failure_rate,
-            )
-
-
-_RUNS: dict[str, GraphRun] = {}
-
-
-def find_run(key: str) -> GraphRun | None:
+def find_run(key: str) -> RunController | None:
     """The run registered under ``key`` for the running event loop, if any."""
     run = _RUNS.get(key)
     if run is None or run.loop is not asyncio.get_running_loop():
@@ -139,7 +53,7 @@ graph raised before the last node): it is dropped. A run resumed later is rebuil
 records in its checkpoint, as in a new process."""
 
 
-def _prune(loop: asyncio.AbstractEventLoop, *, keep: str) -> None:
+async def _prune(loop: asyncio.AbstractEventLoop, *, keep: str) -> None:
     """Drop runs of loops that have ended and runs abandoned on this loop."""
     now = loop.time()
     for key, run in list(_RUNS.items()):
@@ -149,97 +63,63 @@ def _prune(loop: asyncio.AbstractEventLoop, *, keep: str) -> None:
         idle = run.loop is loop and not run.in_flight and now - run.touched > IDLE_RUN_S
         if closed or idle:
             del _RUNS[key]
-            if run.timer is not None and not closed:
-                run.timer.cancel()
+            if not closed:
+                await run.aclose(asyncio.CancelledError("abandoned"))
 
 
-async def open_run(
+async def ensure_run(
     key: str,
     *,
     name: str,
-    limits: DispatchResourceLimits,
-    ledger: CostLedger | None,
-    rate_limiter: RateLimiter | None,
+    dispatcher: Dispatcher,
     total: int | None,
     recovered: Sequence[Mapping[str, Any]] = (),
-) -> GraphRun:
-    """Register the run state of ``key`` (or return the one already registered).
+) -> RunController:
+    """The run registered under ``key``, or a new one opened (and registered) for it.
 
     Args:
         key: the run key.
         name: the graph's name for progress events.
-        limits: the graph's limits (used as the shared limits at top level).
-        ledger / rate_limiter: shared objects the user passed, if any.
+        dispatcher: the graph's configuration.
         total: planned items.
-        recovered: records already in the state (a resumed run): they seed the counters
-            and, for a run rebuilt in a new process, the ledger.
+        recovered: records already in the state (a resumed run): they count toward the
+            gates and, for a run rebuilt in a new process, are charged to the ledger.
     """
     existing = find_run(key)
     if existing is not None:
         return existing
     loop = asyncio.get_running_loop()
-    _prune(loop, keep=key)
-    scope = current_scope()
-    if scope is not None and scope.loop is not None and scope.loop is not loop:
-        scope = Scope(scope.run.on_another_loop(), scope.depth, None, loop)
+    await _prune(loop, keep=key)
+    existing = find_run(key)  # opened by a sibling node while we pruned
+    if existing is not None:
+        return existing
+    spec = dispatcher.spec
     stale = _RUNS.get(key)  # registered under another (finished) event loop
-    if scope is not None:
-        shared, depth = scope.run, scope.depth + 1
-    else:
+    if stale is not None and spec.ledger is None and spec.shared is None:
         # A stale run's ledger already holds what was spent; a new process's does not.
-        kept = stale.shared.ledger if stale is not None and ledger is None else ledger
-        shared = SharedRun.create(limits, ledger=kept, limiter=rate_limiter)
-        depth = 1
-        if stale is None and recovered:
-            _seed(shared, recovered)
-    run = GraphRun(
-        key=key,
-        name=name,
-        shared=shared,
-        depth=depth,
-        limits=limits,
-        loop=loop,
-        window=Slots(limits.max_concurrent) if limits.max_concurrent else None,
-        total=total,
-    )
-    max_depth = shared.limits.max_dispatch_depth
-    if max_depth is not None and depth > max_depth:
-        run.refusal = DepthLimitExceeded(depth=depth, limit=max_depth)
-    for record in recovered:
-        if record["status"] != DEFERRED:
-            run.count(result_from_record(record))
+        spec = dataclasses.replace(spec, ledger=stale.shared.ledger)
+    run = RunController(spec, total=total, name=name)
     # Registered before the first await: a sibling node opening the same run concurrently
     # finds this one instead of building a second.
-    run.touched = loop.time()
     _RUNS[key] = run
-    if limits.max_total_duration_s is not None:
-        run.timer = loop.call_later(
-            limits.max_total_duration_s,
-            lambda: run.stop(
-                f"deadline of {limits.max_total_duration_s:g} s passed", cancel_in_flight=True
-            ),
-        )
-    if scope is not None and scope.lease is not None:
-        # The enclosing call waits for this whole run: its slot goes to our calls.
-        run.lend = scope.lease.lend()
-        await run.lend.__aenter__()
+    results = [result_from_record(r) for r in recovered if r["status"] != DEFERRED]
+    try:
+        await run.open(recovered=results)
+    except BaseException:
+        _RUNS.pop(key, None)
+        raise
+    if stale is None and recovered and not run.nested:
+        _seed(run.shared, recovered)
     return run
 
 
 async def close_run(key: str, *, failed: BaseException | None = None) -> None:
-    """Drop the run state of ``key`` and give back a lent slot (no-op if unknown)."""
+    """Close and drop the run of ``key`` (no-op if unknown)."""
     run = find_run(key)
     if run is None:
         return
     del _RUNS[key]
-    if run.timer is not None:
-        run.timer.cancel()
-    if run.lend is not None:
-        lend, run.lend = run.lend, None
-        if failed is None:
-            await lend.__aexit__(None, None, None)
-        else:
-            await lend.__aexit__(type(failed), failed, failed.__traceback__)
+    await run.aclose(failed)
 
 
 def _seed(shared: SharedRun, recovered: Sequence[Mapping[str, Any]]) -> None:
@@ -260,116 +140,30 @@ def _seed(shared: SharedRun, recovered: Sequence[Mapping[str, Any]]) -> None:
 
 
 async def run_call(
-    run: GraphRun,
+    run: RunController,
     task: Task,
     *,
     config: RunnableConfig | None,
-    guards: Guards,
     progress: bool = True,
 ) -> SubAgentResult:
-    """One sub-agent call of a graph node through the call pipeline; never raises for
-    expected failures (``CancelledError`` that the run did not cause still propagates).
-
-    Args:
-        run: the graph run.
-        task: the call.
-        config: the node's config (callbacks, tags, metadata reach the sub-agent).
-        guards: the graph's guards.
-        progress: count it and write an ``item_done`` custom stream event.
+    """One sub-agent call of a graph node through the run; never raises for expected
+    failures. With ``progress`` it counts as an input of the run and writes an
+    ``item_done`` custom stream event.
     """
-    if run.refusal is not None:
-        result = _refused(task, run.refusal)
-    elif run.stop_reason is not None:
-        result = _refused(task, CallCancelled(reason=run.stop_reason, started=False))
-    else:
-        window = run.window
-        if window is not None:
-            await window.acquire()
-        try:
-            if run.stop_reason is not None:
-                result = _refused(task, CallCancelled(reason=run.stop_reason, started=False))
-            else:
-                timeout = run.limits.max_agent_duration_s
-                if timeout is None:
-                    timeout = run.shared.limits.max_agent_duration_s
-                pipeline = CallPipeline(
-                    run=run.shared, depth=run.depth, config=config, guards=guards, timeout_s=timeout
-                )
-                result = await _in_flight(run, pipeline, task)
-        finally:
-            if window is not None:
-                window.release()
+    result = await run.call(task, config=config, count=progress)
     if progress:
-        run.count(result)
         get_stream_writer()(
             {
                 "event": "item_done",
                 "graph": run.name,
                 "index": result.index,
                 "status": result.status.value,
-                "done": run.done,
-                "total": run.total,
+                "done": run.progress.done,
+                "total": run.progress.total,
                 "cost_usd_so_far": run.cost_usd,
             }
         )
     return result
-
-
-async def _in_flight(run: GraphRun, pipeline: CallPipeline, task: Task) -> SubAgentResult:
-    current = asyncio.current_task()
-    if current is None:  # pragma: no cover - nodes always run in a task
-        return await pipeline(task)
-    run.in_flight.add(current)
-    try:
-        return await pipeline(task)
-    except asyncio.CancelledError:
-        # Only a cancellation this run made (deadline, failure rate) becomes a result.
-        if current not in run.cancelled or current.uncancel() > 0:
-            raise
-        return _refused(task, CallCancelled(reason=run.stop_reason or "stopped", started=True))
-    finally:
-        run.in_flight.discard(current)
-        run.cancelled.discard(current)
-        run.touched = run.loop.time()
-
-
-def _refused(task: Task, error: CallError) -> SubAgentResult:
-    return SubAgentResult.from_error(
-        index=task.index, agent=task.agent.name, error=error, sample=task.sample
-    )
-
-
-def build_report(
-    run: GraphRun, results: Iterable[SubAgentResult], *, wall_time_s: float
-) -> DispatchReport:
-    """The report of a graph run's results, with its ledger's totals."""
-    builder = ReportBuilder()
-    for result in results:
-        builder.add(result)
-    ledger = run.shared.ledger
-    return builder.build(
-        wall_time_s=wall_time_s,
-        stop_reason=run.stop_reason,
-        budget_usd=ledger.limit_usd,
-        total_spent_usd=ledger.spent_usd,
-        refused_usd=ledger.refused_usd,
-        overshoot_usd=ledger.overshoot_usd,
-    )
-
-
-_GUARD_OPTIONS = frozenset(
-    {
-        "cache",
-        "cache_mode",
-        "screening",
-        "prices",
-        "ledger",
-        "rate_limiter",
-        "breakers",
-        "sleep",
-        "rng",
-    }
-)
 
 
 # -- helpers of the graph factories ------------------------------------------------------
@@ -378,17 +172,23 @@ _GUARD_OPTIONS = frozenset(
 def make_dispatcher(
     *,
     limits: DispatchResourceLimits | None,
-    policy: ErrorRecoveryPolicy | None,
     agents: Mapping[str, AgentLike] | None,
-    guards: Mapping[str, Any],
+    guards: Guards | None,
+    options: GuardOptions,
+    mode: DispatchMode | str = DispatchMode.PARTIAL,
+    stop: StopCondition | None = None,
+    aggregate: Any = None,
 ) -> Dispatcher:
-    """The ``Dispatcher`` whose guards, limits and agent registry a graph uses."""
-    unknown = sorted(set(guards) - _GUARD_OPTIONS)
-    if unknown:
-        raise ConfigurationError(
-            f"unknown option(s) {unknown}; graphs take {sorted(_GUARD_OPTIONS)}"
-        )
-    return Dispatcher(limits=limits, policy=policy, agents=agents, **guards)
+    """The ``Dispatcher`` whose run spec, guards and agent registry a graph uses."""
+    return Dispatcher(
+        limits=limits,
+        agents=agents,
+        mode=mode,
+        stop=stop,
+        aggregate=aggregate,
+        guards=guards,
+        **options,
+    )
 
 
 def is_agent(obj: Any) -> bool:
@@ -429,26 +229,6 @@ def prompt_for(agent: SubAgent, value: Any) -> Any:
     if isinstance(value, Sequence) and value and all(isinstance(m, BaseMessage) for m in value):
         return value
     return message_text(value)
-
-
-async def ensure_run(
-    key: str,
-    *,
-    name: str,
-    dispatcher: Dispatcher,
-    total: int | None,
-    recovered: Sequence[Mapping[str, Any]],
-) -> GraphRun:
-    """The registered run of ``key``, or one rebuilt from the records in the state."""
-    return find_run(key) or await open_run(
-        key,
-        name=name,
-        limits=dispatcher.limits,
-        ledger=dispatcher.ledger,
-        rate_limiter=dispatcher.rate_limiter,
-        total=total,
-        recovered=recovered,
-    )
 
 
 def check_limits(limits: DispatchResourceLimits | None, *, graph: str | None = None) -> None:

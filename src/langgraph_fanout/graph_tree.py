@@ -13,19 +13,17 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, TypedDict, Unpack
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
 from .agents import AgentLike, SubAgent
-from .call import Guards, Task
+from .call import Task
 from .dispatch import Dispatcher
 from .errors import AgentError, ConfigurationError
 from .graph_records import Record, result_to_record
 from .graph_runs import (
-    GraphRun,
-    build_report,
     check_limits,
     close_run,
     ensure_run,
@@ -36,8 +34,9 @@ from .graph_runs import (
     run_call,
 )
 from .limits import DispatchResourceLimits
-from .recovery import ErrorRecoveryPolicy
+from .options import GuardOptions, Guards
 from .results import Status, SubAgentResult
+from .run import RunController
 
 __all__ = ["TreeInput", "TreeOutput", "TreeState", "create_tree_graph"]
 
@@ -76,11 +75,10 @@ class _TreeRun:
     """One tree solved inside one node: subtasks recurse in parallel, every call shares
     the run's budget and concurrency slots, and nothing raises for a failed call."""
 
-    def __init__(self, tree: _TreeGraph, run: GraphRun, config: RunnableConfig) -> None:
+    def __init__(self, tree: _TreeGraph, run: RunController, config: RunnableConfig) -> None:
         self.tree = tree
         self.run = run
         self.config = config
-        self.guards: Guards = tree.dispatcher.guards
         self.calls: list[SubAgentResult] = []
         self.started = 0
         self.leaves = 0
@@ -89,7 +87,7 @@ class _TreeRun:
     async def call(self, agent: SubAgent, value: Any) -> SubAgentResult:
         task = Task(index=self.started, agent=agent, prompt=prompt_for(agent, value))
         self.started += 1
-        result = await run_call(self.run, task, config=self.config, guards=self.guards)
+        result = await run_call(self.run, task, config=self.config)
         self.calls.append(result)
         return result
 
@@ -191,7 +189,7 @@ class _TreeGraph:
         tree = _TreeRun(self, run, config)
         try:
             outcome = await tree.solve(state.get("task"), 0)
-            report = build_report(run, tree.calls, wall_time_s=time.time() - started)
+            report = run.report(tree.calls, wall_time_s=time.time() - started)
         except BaseException as exc:
             await close_run(key, failed=exc)
             raise
@@ -213,10 +211,10 @@ def create_tree_graph(
     combine: Callable[[Any, list[Any]], Any] | AgentLike,
     max_depth: int = 3,
     limits: DispatchResourceLimits | None = None,
-    policy: ErrorRecoveryPolicy | None = None,
     agents: Mapping[str, AgentLike] | None = None,
     name: str = "tree",
-    **guards: Any,
+    guards: Guards | None = None,
+    **options: Unpack[GuardOptions],
 ) -> StateGraph[TreeState, None, TreeInput, TreeOutput]:
     """A graph that solves a task by divide and conquer: split, solve parts in parallel,
     combine. Budget and concurrency are shared by the whole tree.
@@ -234,7 +232,7 @@ def create_tree_graph(
         combine: ``combine(task, outputs) -> output`` (a local function), or an agent
             (a chat model gets the answers as text; others get ``{"task", "parts"}``).
         max_depth: the deepest level that is still split below (0 solves the root).
-        limits / policy / agents / name / **guards: as for ``create_fan_out_graph``.
+        limits / agents / name / guards / **options: as for ``create_fan_out_graph``.
 
     Raises:
         ConfigurationError: a bad argument (nothing is built).
@@ -247,7 +245,7 @@ def create_tree_graph(
         >>> (await graph.ainvoke({"task": numbers}))["result"]
     """
     check_limits(limits, graph="tree")
-    dispatcher = make_dispatcher(limits=limits, policy=policy, agents=agents, guards=guards)
+    dispatcher = make_dispatcher(limits=limits, agents=agents, guards=guards, options=options)
     return _TreeGraph(
         solve,
         split=split,

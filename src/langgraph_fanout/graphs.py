@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, NotRequired, TypedDict
+from typing import Annotated, Any, NotRequired, TypedDict, Unpack
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
@@ -39,7 +39,7 @@ from .agents import AgentLike, SubAgent
 from .aggregate import aggregator_from
 from .call import Task
 from .dispatch import Dispatcher, DispatchResult
-from .errors import ConfigurationError, DispatchFailed, InvalidInputError
+from .errors import ConfigurationError, InvalidInputError
 from .graph_pipeline import (
     Parallel,
     PipelineInput,
@@ -58,8 +58,6 @@ from .graph_records import (
     results_from_records,
 )
 from .graph_runs import (
-    GraphRun,
-    build_report,
     check_limits,
     close_run,
     ensure_run,
@@ -71,10 +69,12 @@ from .graph_runs import (
 )
 from .graph_tree import TreeInput, TreeOutput, create_tree_graph
 from .limits import DispatchResourceLimits
+from .options import GuardOptions, Guards
 from .prompts import PromptTemplate, validate_arguments
-from .recovery import ErrorRecoveryPolicy
 from .report import DispatchReport
 from .results import SubAgentResult
+from .run import DispatchMode, RunController
+from .stopping import StopCondition
 
 __all__ = [
     "FanInInput",
@@ -173,7 +173,7 @@ class _FanGraph:
         agents: Sequence[SubAgent],
         template: str | None,
         samples: int,
-        aggregate: Aggregate | str | AgentLike | None,
+        aggregator: AgentLike | None,
         aggregate_prompt: str,
         fan_in: bool,
     ) -> None:
@@ -195,12 +195,8 @@ class _FanGraph:
         self.template = None if template is None else PromptTemplate.parse(template)
         self.samples = samples
         self.fan_in = fan_in
-        self.aggregate: Aggregate | None = None
-        self.aggregator: SubAgent | None = None
-        if is_agent(aggregate):
-            self.aggregator = dispatcher.resolve(aggregate)
-        elif aggregate is not None:
-            self.aggregate = aggregator_from(aggregate)
+        self.aggregate: Aggregate | None = dispatcher.aggregate
+        self.aggregator = None if aggregator is None else dispatcher.resolve(aggregator)
         self.aggregate_prompt = PromptTemplate.parse(aggregate_prompt)
         extra = self.aggregate_prompt.names - {"results", "count"}
         if extra:
@@ -337,7 +333,7 @@ class _FanGraph:
             sample=sample,
             key=payload.get("key"),
         )
-        result = await run_call(run, task, config=config, guards=self.dispatcher.guards)
+        result = await run_call(run, task, config=config)
         return {"finished": [result_to_record(result)]}
 
     async def collect(self, state: FanState, config: RunnableConfig) -> dict[str, Any]:
@@ -355,25 +351,20 @@ class _FanGraph:
         update: dict[str, Any] = {"results": records}
         try:
             outcomes = await self._aggregate(run, results, update, config)
-            report = build_report(
-                run, outcomes, wall_time_s=time.time() - state.get("started_at", time.time())
+            report = run.report(
+                outcomes, wall_time_s=time.time() - state.get("started_at", time.time())
             )
         except BaseException as exc:
             await close_run(key, failed=exc)
             raise
         await close_run(key)
         update["report"] = report.to_dict()
-        need = self.dispatcher.limits.min_success_count
-        if need is not None and report.succeeded < need:
-            raise DispatchFailed(
-                reason=f"{report.succeeded} successes < min_success_count={need}",
-                results=results,
-            )
+        run.check_outcome(report, tuple(results))
         return update
 
     async def _aggregate(
         self,
-        run: GraphRun,
+        run: RunController,
         results: list[SubAgentResult],
         update: dict[str, Any],
         config: RunnableConfig,
@@ -384,8 +375,7 @@ class _FanGraph:
                 {"results": _render_results(results), "count": len(results)}
             )
             task = Task(index=len(results), agent=self.aggregator, prompt=prompt)
-            guards = self.dispatcher.guards
-            outcome = await run_call(run, task, config=config, guards=guards, progress=False)
+            outcome = await run_call(run, task, config=config, progress=False)
             update["aggregate"] = outcome.output
             update["aggregate_result"] = result_to_record(outcome)
             return [*results, outcome]
@@ -408,6 +398,46 @@ def _agents_of(dispatcher: Dispatcher, agent: AgentLike | Sequence[AgentLike]) -
     return [dispatcher.resolve(agent)]
 
 
+def _fan_graph(
+    agents: AgentLike | Sequence[AgentLike],
+    *,
+    fan_in: bool,
+    template: str | None,
+    aggregate: Aggregate | str | AgentLike | None,
+    aggregate_prompt: str,
+    limits: DispatchResourceLimits | None,
+    mode: DispatchMode | str,
+    stop: StopCondition | None,
+    samples: int,
+    registry: Mapping[str, AgentLike] | None,
+    name: str,
+    guards: Guards | None,
+    options: GuardOptions,
+) -> StateGraph[FanState, None, Any, FanOutOutput]:
+    check_limits(limits)
+    agent_aggregate = aggregate if is_agent(aggregate) else None
+    function = None if aggregate is None or agent_aggregate is not None else aggregate
+    dispatcher = make_dispatcher(
+        limits=limits,
+        agents=registry,
+        guards=guards,
+        options=options,
+        mode=mode,
+        stop=stop,
+        aggregate=None if function is None else aggregator_from(function),
+    )
+    return _FanGraph(
+        name=name,
+        dispatcher=dispatcher,
+        agents=_agents_of(dispatcher, agents),
+        template=template,
+        samples=samples,
+        aggregator=agent_aggregate,
+        aggregate_prompt=aggregate_prompt,
+        fan_in=fan_in,
+    ).build()
+
+
 def create_fan_out_graph(
     agent: AgentLike | Sequence[AgentLike],
     *,
@@ -415,17 +445,22 @@ def create_fan_out_graph(
     aggregate: Aggregate | str | AgentLike | None = None,
     aggregate_prompt: str = _AGGREGATE_PROMPT,
     limits: DispatchResourceLimits | None = None,
-    policy: ErrorRecoveryPolicy | None = None,
+    mode: DispatchMode | str = DispatchMode.PARTIAL,
+    stop: StopCondition | None = None,
     samples: int = 1,
     agents: Mapping[str, AgentLike] | None = None,
     name: str = "fan_out",
-    **guards: Any,
+    guards: Guards | None = None,
+    **options: Unpack[GuardOptions],
 ) -> StateGraph[FanState, None, Any, FanOutOutput]:
     """A graph that calls the agent once per item, in parallel (one ``Send`` each).
 
     Input ``{"items": [...]}`` (given to the agents in turn) or ``{"tasks": [{"agent":
     name, "input": ...}, ...]}``; output ``results`` (records, input order), ``aggregate``
-    and ``report`` (see ``FanOutOutput``).
+    and ``report`` (see ``FanOutOutput``). The run follows the same rules as
+    ``dispatch_agents`` with the same arguments (one run controller): a decided vote,
+    ``stop=``, all-or-nothing and ``max_failure_rate`` stop it, and the calls not made end
+    as ``cancelled`` records.
 
     Args:
         agent: a chat model, Runnable, callable or ``SubAgent``, or several (items go to
@@ -437,12 +472,14 @@ def create_fan_out_graph(
             ``aggregate_prompt``.
         aggregate_prompt: the prompt of an aggregator agent (``{results}``, ``{count}``).
         limits: ``DispatchResourceLimits``; shared with the enclosing run when nested.
-        policy: retry and fallback policy.
+        mode: ``"partial"`` (default) or ``"all_or_nothing"`` (the last node raises
+            ``DispatchFailed`` once every call has ended; no sibling is made to raise).
+        stop: a stop condition such as ``stop_after_successes(3)``.
         samples: calls per item (distinct samples, e.g. voters).
         agents: agents by name (for tasks and fallbacks).
         name: shown in progress events.
-        **guards: ``cache``, ``cache_mode``, ``screening``, ``prices``, ``ledger``,
-            ``rate_limiter``, ``breakers``, ``sleep``, ``rng`` (as for ``Dispatcher``).
+        guards / **options: the guards, as for ``dispatch_agents`` (``policy``, ``cache``,
+            ``hedge``, ``prices``, ``ledger``...).
 
     Raises:
         ConfigurationError: a bad argument (nothing is built).
@@ -451,18 +488,21 @@ def create_fan_out_graph(
         >>> graph = create_fan_out_graph(model, template="Summarize: {text}").compile()
         >>> out = await graph.ainvoke({"items": [{"text": t} for t in docs]})
     """
-    check_limits(limits)
-    dispatcher = make_dispatcher(limits=limits, policy=policy, agents=agents, guards=guards)
-    return _FanGraph(
-        name=name,
-        dispatcher=dispatcher,
-        agents=_agents_of(dispatcher, agent),
+    return _fan_graph(
+        agent,
+        fan_in=False,
         template=template,
-        samples=samples,
         aggregate=aggregate,
         aggregate_prompt=aggregate_prompt,
-        fan_in=False,
-    ).build()
+        limits=limits,
+        mode=mode,
+        stop=stop,
+        samples=samples,
+        registry=agents,
+        name=name,
+        guards=guards,
+        options=options,
+    )
 
 
 def create_fan_in_graph(
@@ -472,10 +512,12 @@ def create_fan_in_graph(
     template: str | None = None,
     aggregate_prompt: str = _AGGREGATE_PROMPT,
     limits: DispatchResourceLimits | None = None,
-    policy: ErrorRecoveryPolicy | None = None,
+    mode: DispatchMode | str = DispatchMode.PARTIAL,
+    stop: StopCondition | None = None,
     agents: Mapping[str, AgentLike] | None = None,
     name: str = "fan_in",
-    **guards: Any,
+    guards: Guards | None = None,
+    **options: Unpack[GuardOptions],
 ) -> StateGraph[FanState, None, Any, FanOutOutput]:
     """A graph that runs every collector on every source in parallel, then aggregates.
 
@@ -489,7 +531,8 @@ def create_fan_in_graph(
             into ``aggregate_prompt``; its failure is a typed error in ``aggregate_result``.
         template: a prompt with ``{name}`` fields; each source is then a mapping of them.
         aggregate_prompt: the prompt of an aggregator agent (``{results}``, ``{count}``).
-        limits / policy / agents / name / **guards: as for ``create_fan_out_graph``.
+        limits / mode / stop / agents / name / guards / **options: as for
+            ``create_fan_out_graph``.
 
     Raises:
         ConfigurationError: a bad argument (nothing is built).
@@ -500,15 +543,18 @@ def create_fan_in_graph(
     """
     if aggregator is None:
         raise ConfigurationError("a fan-in needs an aggregator (a function or an agent)")
-    check_limits(limits)
-    dispatcher = make_dispatcher(limits=limits, policy=policy, agents=agents, guards=guards)
-    return _FanGraph(
-        name=name,
-        dispatcher=dispatcher,
-        agents=_agents_of(dispatcher, collectors),
+    return _fan_graph(
+        collectors,
+        fan_in=True,
         template=template,
-        samples=1,
         aggregate=aggregator,
         aggregate_prompt=aggregate_prompt,
-        fan_in=True,
-    ).build()
+        limits=limits,
+        mode=mode,
+        stop=stop,
+        samples=1,
+        registry=agents,
+        name=name,
+        guards=guards,
+        options=options,
+    )

@@ -30,6 +30,9 @@ from .ratelimit import RateLimiter
 __all__ = ["DispatchResourceLimits", "SharedRun", "SlotLease", "Slots", "current_scope"]
 
 
+RUN = {"scope": "run"}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DispatchResourceLimits:
     """What a dispatch (and everything nested in it) may use. ``None`` switches a limit off.
@@ -56,20 +59,23 @@ class DispatchResourceLimits:
         >>> DispatchResourceLimits(max_concurrent=5, max_total_cost_usd=0.50)
     """
 
-    max_total_cost_usd: float | None = None
-    max_total_agents: int | None = None
+    # RUN: applied by the top-level run only (a nested run draws from its parent's and
+    # warns when it sets one). The others apply to each dispatch (max_concurrent to both:
+    # the run's slots, and the dispatch's own window).
+    max_total_cost_usd: float | None = field(default=None, metadata=RUN)
+    max_total_agents: int | None = field(default=None, metadata=RUN)
     max_concurrent: int | None = 10
     max_failure_rate: float | None = None
     failure_rate_min_sample: int = 5
     cancel_in_flight_on_failure_rate: bool = True
     max_agent_duration_s: float | None = None
     max_total_duration_s: float | None = None
-    requests_per_second: float | None = None
-    tokens_per_minute: float | None = None
+    requests_per_second: float | None = field(default=None, metadata=RUN)
+    tokens_per_minute: float | None = field(default=None, metadata=RUN)
     min_success_count: int | None = None
-    max_dispatch_depth: int | None = 5
-    default_max_output_tokens: int = 1024
-    allow_unpriced: bool = False
+    max_dispatch_depth: int | None = field(default=5, metadata=RUN)
+    default_max_output_tokens: int = field(default=1024, metadata=RUN)
+    allow_unpriced: bool = field(default=False, metadata=RUN)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -94,6 +100,16 @@ class DispatchResourceLimits:
             raise ConfigurationError(
                 f"max_failure_rate must be in [0, 1) (a share of failed inputs), got {rate!r}"
             )
+
+
+def run_wide_fields() -> tuple[str, ...]:
+    """The fields of ``DispatchResourceLimits`` that only a top-level run applies."""
+    return _RUN_WIDE
+
+
+_RUN_WIDE = tuple(
+    f.name for f in fields(DispatchResourceLimits) if f.metadata.get("scope") == "run"
+)
 
 
 def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:

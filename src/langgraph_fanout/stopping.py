@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .results import SubAgentResult
+from .errors import ConfigurationError
+from .results import Status, SubAgentResult
 
 __all__ = [
     "DispatchProgress",
@@ -34,7 +35,8 @@ class DispatchProgress:
         total: number of inputs, or ``None`` when the inputs are an iterator of unknown size.
         started: calls started so far.
         succeeded / failed: finished inputs by outcome (cancelled and skipped count as failed).
-        finished: results in completion order.
+        finished: results in completion order (kept when a stop condition reads them).
+        last: the result that finished last.
     """
 
     total: int | None
@@ -42,6 +44,7 @@ class DispatchProgress:
     succeeded: int = 0
     failed: int = 0
     finished: list[SubAgentResult]
+    last: SubAgentResult | None = None
 
     @property
     def done(self) -> int:
@@ -54,7 +57,13 @@ class DispatchProgress:
 
 
 class StopCondition:
-    """Base class: a callable ``(progress) -> reason | None``; combine with ``|`` and ``&``."""
+    """Base class: a callable ``(progress) -> reason | None``; combine with ``|`` and ``&``.
+
+    ``cancels_in_flight`` says whether a stop also cancels the calls in flight (every
+    condition does, but the failure-rate gate may be told to let them end).
+    """
+
+    cancels_in_flight: bool = True
 
     def __call__(self, progress: DispatchProgress) -> str | None:
         raise NotImplementedError
@@ -113,8 +122,8 @@ class stop_after_successes(StopCondition):
     """Stop once ``k`` inputs have succeeded (``k=1`` is "first success")."""
 
     def __init__(self, k: int) -> None:
-        if k < 1:
-            raise ValueError(f"stop_after_successes needs k >= 1, got {k}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigurationError(f"stop_after_successes needs an int k >= 1, got {k!r}")
         self.k = k
 
     def __call__(self, progress: DispatchProgress) -> str | None:
@@ -130,8 +139,8 @@ class stop_after_failures(StopCondition):
     """Stop once ``k`` inputs have failed."""
 
     def __init__(self, k: int) -> None:
-        if k < 1:
-            raise ValueError(f"stop_after_failures needs k >= 1, got {k}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigurationError(f"stop_after_failures needs an int k >= 1, got {k!r}")
         self.k = k
 
     def __call__(self, progress: DispatchProgress) -> str | None:
@@ -157,3 +166,57 @@ class _Never(StopCondition):
 
 
 stop_never: StopCondition = _Never()
+
+
+# -- the run's own gates (built by the run controller from the limits and the mode) --------
+
+
+class stop_on_any_failure(StopCondition):
+    """All-or-nothing: stop at the first failed input, naming it."""
+
+    def __call__(self, progress: DispatchProgress) -> str | None:
+        last = progress.last
+        if last is not None and last.status is not Status.OK:
+            return f"input {last.index} failed ({last.error_kind})"
+        return None
+
+    def __repr__(self) -> str:
+        return "stop_on_any_failure()"
+
+
+class stop_on_failure_rate(StopCondition):
+    """Stop once more than ``rate`` of the finished inputs failed, counting from
+    ``min_sample`` finished inputs on (``max_failure_rate``)."""
+
+    def __init__(self, rate: float, *, min_sample: int, cancel_in_flight: bool = True) -> None:
+        self.rate = rate
+        self.min_sample = min_sample
+        self.cancels_in_flight = cancel_in_flight
+
+    def __call__(self, progress: DispatchProgress) -> str | None:
+        done = progress.done
+        if done < self.min_sample:
+            return None
+        observed = progress.failed / done
+        if observed > self.rate:
+            return f"failure rate {observed:.0%} > max_failure_rate={self.rate:.0%}"
+        return None
+
+    def __repr__(self) -> str:
+        return f"stop_on_failure_rate({self.rate!r}, min_sample={self.min_sample})"
+
+
+class stop_when_unreachable(StopCondition):
+    """Stop once ``need`` successes can no longer be reached (``min_success_count``)."""
+
+    def __init__(self, need: int) -> None:
+        self.need = need
+
+    def __call__(self, progress: DispatchProgress) -> str | None:
+        remaining = progress.remaining
+        if remaining is not None and progress.succeeded + remaining < self.need:
+            return f"min_success_count={self.need} can no longer be reached"
+        return None
+
+    def __repr__(self) -> str:
+        return f"stop_when_unreachable({self.need})"

@@ -6,8 +6,7 @@ what a factory was given (a client is used as it is). Sync ``invoke`` runs the a
 on a fresh loop, in a worker thread when a loop is already running.
 
 Example:
-    >>> client = client_for({"classifier": model}, limits=None, policy=None, ledger=None,
-    ...                     options={})
+    >>> client = client_for({"classifier": model}, limits=None, guards=None, options={})
     >>> DispatchTool(client=client).ledger is client.ledger
     True
 """
@@ -30,7 +29,7 @@ from .delegation import A2AClient, AgentRegistry
 from .errors import ConfigurationError
 from .ledger import CostLedger
 from .limits import DispatchResourceLimits
-from .recovery import ErrorRecoveryPolicy
+from .options import GuardOptions, Guards
 from .tool_inputs import explain_validation_error
 
 __all__ = ["Agents", "FanoutTool", "ToolOutput", "client_for"]
@@ -138,21 +137,20 @@ def client_for(
     agents: Agents,
     *,
     limits: DispatchResourceLimits | None,
-    policy: ErrorRecoveryPolicy | None,
-    ledger: CostLedger | None,
-    options: Mapping[str, Any],
+    guards: Guards | None,
+    options: GuardOptions,
 ) -> A2AClient:
     """The client a factory's tool calls: ``agents`` as it is when it is a client, else a
     new client over its registry.
 
     Raises:
-        ConfigurationError: limits, policy, ledger or options passed together with a client.
+        ConfigurationError: limits or guards passed together with a client.
     """
     if not isinstance(agents, A2AClient):
         registry = AgentRegistry.of(agents)
-        return A2AClient(registry, limits=limits, policy=policy, ledger=ledger, **options)
-    named = {"limits": limits, "policy": policy, "ledger": ledger}
-    given = [k for k, v in named.items() if v is not None] + sorted(options)
+        return A2AClient(registry, limits=limits, guards=guards, **options)
+    given = (["limits"] if limits is not None else []) + (["guards"] if guards else [])
+    given += sorted(options)
     if given:
         raise ConfigurationError(f"configure the A2AClient instead of passing {given} with it")
     return agents

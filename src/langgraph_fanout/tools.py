@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import ToolException
@@ -35,8 +35,8 @@ from .aggregate import aggregator_from
 from .call import Task
 from .delegation import A2AClient, AgentDelegationRequest
 from .errors import ConfigurationError, DispatchFailed, InvalidInputError
-from .ledger import CostLedger
 from .limits import DispatchResourceLimits
+from .options import GuardOptions, Guards
 from .recovery import ErrorRecoveryPolicy
 from .tool_base import Agents, FanoutTool, ToolOutput, client_for
 from .tool_content import (
@@ -309,28 +309,27 @@ def create_dispatch_tool(
     agents: Agents,
     *,
     limits: DispatchResourceLimits | None = None,
-    policy: ErrorRecoveryPolicy | None = None,
-    ledger: CostLedger | None = None,
     name: str | None = None,
     description: str | None = None,
     default_agent: str | None = None,
     aggregate: AggregateName | None = "collect_all",
     max_items: int = 100,
-    **options: Any,
+    guards: Guards | None = None,
+    **options: Unpack[GuardOptions],
 ) -> DispatchTool:
     """A tool that runs one instruction over many items with sub-agents in parallel.
 
     Args:
         agents: an ``A2AClient`` (shares its budget), an ``AgentRegistry``, a mapping of
             names to agents, or one agent.
-        limits / policy / ledger: the run's limits (shared by every call of the tool), its
-            retry/fallback policy (``fallback_tools`` are registry names), a ledger to share.
+        limits: the run's limits (shared by every call of the tool).
         name / description: override ``dispatch_agents`` and the generated description.
         default_agent: agent used when the model names none.
         aggregate: aggregation used when the model asks for none.
         max_items: most items per call.
-        **options: other ``A2AClient`` options (``prices``, ``screening``, ``cache``,
-            ``rate_limiter``, ``breakers``, ``sleep``, ``rng``, ``config``).
+        guards / **options: the guards (``Guards`` or its fields): ``policy`` (its
+            ``fallback_tools`` are registry names), ``ledger`` to share, ``prices``,
+            ``screening``, ``cache``, ``rate_limiter``, ``breakers``, ``hedge``...
 
     Raises:
         ConfigurationError: no agent, an unknown ``default_agent`` or fallback, or options
@@ -343,7 +342,7 @@ def create_dispatch_tool(
         ...                    "args": {"instruction": "Classify: {item}", "items": ["a", "b"]}})
         >>> msg.content, msg.artifact.report.succeeded
     """
-    client = client_for(agents, limits=limits, policy=policy, ledger=ledger, options=options)
+    client = client_for(agents, limits=limits, guards=guards, options=options)
     if default_agent is not None and default_agent not in client.registry:
         raise ConfigurationError(
             f"default_agent {default_agent!r} is not registered (known: {sorted(client.registry)})"
@@ -361,18 +360,17 @@ def create_delegate_tool(
     registry: Agents,
     *,
     limits: DispatchResourceLimits | None = None,
-    policy: ErrorRecoveryPolicy | None = None,
-    ledger: CostLedger | None = None,
     timeout: float | None = None,
     name: str | None = None,
     description: str | None = None,
-    **options: Any,
+    guards: Guards | None = None,
+    **options: Unpack[GuardOptions],
 ) -> DelegateTool:
     """A tool that hands one task to a named agent (``A2AClient.delegate`` underneath).
 
     Args:
         registry: an ``A2AClient``, an ``AgentRegistry``, a mapping, or one agent.
-        limits / policy / ledger / **options: as for ``create_dispatch_tool``.
+        limits / guards / **options: as for ``create_dispatch_tool``.
         timeout: seconds each attempt may run.
         name / description: override ``delegate_to_agent`` and the generated description.
 
@@ -384,7 +382,7 @@ def create_delegate_tool(
         ...     policy=ErrorRecoveryPolicy(strategy=ErrorStrategy.FALLBACK,
         ...                                fallback_tools=["backup_agent"]), timeout=30)
     """
-    client = client_for(registry, limits=limits, policy=policy, ledger=ledger, options=options)
+    client = client_for(registry, limits=limits, guards=guards, options=options)
     return DelegateTool(client=client, timeout=timeout, **_tool_fields(name, description))
 
 
@@ -396,11 +394,10 @@ def create_vote_tool(
     key: str | None = None,
     early: EarlyRule | None = "exact",
     limits: DispatchResourceLimits | None = None,
-    policy: ErrorRecoveryPolicy | None = None,
-    ledger: CostLedger | None = None,
     name: str | None = None,
     description: str | None = None,
-    **options: Any,
+    guards: Guards | None = None,
+    **options: Unpack[GuardOptions],
 ) -> VoteTool:
     """A tool that asks an ensemble one question and returns the majority vote.
 
@@ -412,7 +409,7 @@ def create_vote_tool(
         key: JSON field of each answer to vote on.
         early: ``"exact"`` stops once the leader cannot be overtaken, ``"adaptive"`` once
             it is very likely to stay ahead, ``None`` asks everyone.
-        limits / policy / ledger / **options: as for ``create_dispatch_tool``.
+        limits / guards / **options: as for ``create_dispatch_tool``.
         name / description: override ``ask_ensemble`` and the generated description.
 
     Raises:
@@ -424,7 +421,7 @@ def create_vote_tool(
         ...              "context": email})[0]
         'vote: no (4/5 votes, 80%); no: 4, yes: 1\\n...'
     """
-    client = client_for(agents, limits=limits, policy=policy, ledger=ledger, options=options)
+    client = client_for(agents, limits=limits, guards=guards, options=options)
     names = tuple(voters) if voters is not None else tuple(client.registry)
     if n is None:
         n = 5 if len(names) == 1 else 1
