@@ -885,3 +885,34 @@ def test_abandoned_graph_runs_are_dropped_after_an_idle_hour() -> None:
     left_behind, after = fakeclock.run(scenario())
     assert left_behind == 1  # a cancelled run never reaches the node that closes it...
     assert after == 0  # ...and the next run opened after an idle hour drops it
+
+
+def test_records_written_by_0_1_0_still_load_with_their_typed_errors() -> None:
+    # Written before the layer folders, when records named an error by its module path.
+    data = json.loads((Path(__file__).parent / "data" / "records_0_1_0.json").read_text())
+    results = [result_from_record(r) for r in data["records"]]
+    for expected in data["expect"]:
+        error = results[expected["index"]].error
+        assert type(error).__name__ == expected["type"]
+        assert error is not None and error.kind == expected["kind"]
+        assert str(error) == expected["message"]
+    retried = results[1].error
+    assert isinstance(retried, RetriesExhausted) and retried.last_error.kind == "timeout"
+    assert results[-1].ok and results[-1].output == "fine" and results[-1].cost_usd == 0.001
+
+
+def test_records_name_errors_by_kind_not_by_module() -> None:
+    error = RetriesExhausted(
+        agent="a",
+        attempts=2,
+        last_error=BudgetExceeded(
+            agent="a", spent_usd=0.4, reserved_usd=0.0, estimate_usd=0.2, limit_usd=0.5
+        ),
+    )
+    record = result_to_record(SubAgentResult.from_error(index=0, agent="a", error=error))
+    text = json.dumps(record)
+    assert "module" not in record["error_data"] and "langgraph_fanout" not in text
+    assert record["error_data"]["kind"] == "retries_exhausted"
+    back = result_from_record(json.loads(text)).error
+    assert isinstance(back, RetriesExhausted) and isinstance(back.last_error, BudgetExceeded)
+    assert str(back) == str(error)

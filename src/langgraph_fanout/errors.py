@@ -438,6 +438,19 @@ _KIND: dict[type[FanoutError], str] = {
 }
 
 
+def _call_errors(cls: type[CallError]) -> list[type[CallError]]:
+    return [cls, *(c for sub in cls.__subclasses__() for c in _call_errors(sub))]
+
+
+def error_class(kind: str) -> type[CallError] | None:
+    """The ``CallError`` class of a stable ``kind`` (as a checkpoint record names it), or
+    of the class name that 0.1.0 records wrote; ``None`` when there is none."""
+    for cls in _call_errors(CallError):
+        if kind == _KIND.get(cls) or kind == cls.__name__:
+            return cls
+    return None
+
+
 # --------------------------------------------------------------------------- warnings
 
 

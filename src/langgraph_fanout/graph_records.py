@@ -2,19 +2,20 @@
 
 LangGraph's serializer turns an exception into its ``repr`` and warns about classes it does
 not know, so a ``SubAgentResult`` would lose its typed error in a checkpoint. A record is
-``SubAgentResult.to_dict()`` plus what rebuilds the rest: every attempt, the error's class
-and constructor arguments (errors of this package replay them when pickled), and the cost
-estimate. ``result_from_record`` rebuilds the result, typed error included; only this
-package's error classes are ever imported from checkpoint data.
+``SubAgentResult.to_dict()`` plus what rebuilds the rest: every attempt, the error's stable
+``kind`` and constructor arguments (errors of this package replay them when pickled), the
+cost estimate and the hedging counts. ``result_from_record`` rebuilds the result, typed
+error included. Errors are named by ``kind``, never by module path, so moving a class does
+not degrade old checkpoints; records of 0.1.0 (which named ``module`` and ``type``) still
+load. Nothing is ever imported from checkpoint data.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import CallError
+from .errors import CallError, error_class
 from .results import Attempt, Status, SubAgentResult
 
 __all__ = [
@@ -67,6 +68,8 @@ def result_to_record(result: SubAgentResult, **extra: Any) -> dict[str, Any]:
     record["estimated_cost_usd"] = result.estimated_cost_usd
     record["rate_wait_s"] = result.rate_wait_s
     record["breakers_opened"] = result.breakers_opened
+    record["hedges"] = result.hedges
+    record["hedge_won"] = result.hedge_won
     record.update(extra)
     return record
 
@@ -94,6 +97,8 @@ def result_from_record(record: Mapping[str, Any]) -> SubAgentResult:
         sample=int(record.get("sample") or 0),
         flags=tuple(record.get("flags") or ()),
         breakers_opened=int(record.get("breakers_opened") or 0),
+        hedges=int(record.get("hedges") or 0),
+        hedge_won=bool(record.get("hedge_won")),
     )
 
 
@@ -113,8 +118,7 @@ def latest_records(records: Iterable[Mapping[str, Any]]) -> dict[int, Mapping[st
 
 
 def _error_data(error: CallError) -> dict[str, Any]:
-    cls = type(error)
-    data: dict[str, Any] = {"module": cls.__module__, "type": cls.__qualname__}
+    data: dict[str, Any] = {"kind": error.kind}
     # Errors of this package pickle by replaying their keyword arguments (errors.py).
     reduced: Any = error.__reduce__()
     args: tuple[Any, ...] = reduced[1] if isinstance(reduced, tuple) and len(reduced) > 1 else ()
@@ -142,16 +146,13 @@ def _revive(value: Any) -> Any:
 def _error_from(data: Any, message: str) -> CallError:
     """Rebuild an error of this package from its record; a plain ``CallError`` otherwise."""
     if isinstance(data, Mapping):
-        module = str(data.get("module", ""))
-        # Only this package's error classes are ever imported from checkpoint data.
-        if module == "langgraph_fanout" or module.startswith("langgraph_fanout."):
+        # 0.1.0 wrote {"module", "type"}; the class name still names it.
+        cls = error_class(str(data.get("kind") or data.get("type") or ""))
+        if cls is not None:
             try:
-                cls = getattr(importlib.import_module(module), str(data.get("type")))
-                if isinstance(cls, type) and issubclass(cls, CallError):
-                    if "kwargs" in data:
-                        kwargs = {k: _revive(v) for k, v in data["kwargs"].items()}
-                        return cls(**kwargs)
-                    return cls(*(_revive(a) for a in data.get("args", ())))
-            except (ImportError, AttributeError, TypeError, ValueError):
+                if "kwargs" in data:
+                    return cls(**{k: _revive(v) for k, v in data["kwargs"].items()})
+                return cls(*(_revive(a) for a in data.get("args", ())))
+            except (TypeError, ValueError):
                 pass
     return CallError(message)

@@ -1,0 +1,438 @@
+"""Tests of the run controller: one run loop, so every surface gives the same run.
+
+The table below runs the same arguments through ``dispatch_agents`` and through
+``create_fan_out_graph``: the calls made, the results and the report must agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import subprocess
+import sys
+import textwrap
+import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from langgraph_fanout import (
+    A2AClient,
+    ConfigurationError,
+    CostLedger,
+    DispatchFailed,
+    DispatchResourceLimits,
+    DispatchResult,
+    FanoutWarning,
+    Guards,
+    HedgePolicy,
+    NestedLimitsWarning,
+    Status,
+    StopCondition,
+    as_dispatch_result,
+    create_dispatch_tool,
+    create_fan_out_graph,
+    create_tree_graph,
+    dispatch_agents,
+    majority_vote,
+    stop_after_successes,
+)
+from langgraph_fanout.breaker import BreakerRegistry
+from langgraph_fanout.errors import (
+    CacheBackendWarning,
+    ClientRetriesWarning,
+    TokenEstimateWarning,
+    UnestimatedCostWarning,
+    UnpricedModelWarning,
+)
+from langgraph_fanout.limits import run_wide_fields
+
+
+class Script:
+    """An agent whose answer is chosen by call order; it records every call."""
+
+    def __init__(self, answers: list[Any], *, fail_on: set[Any] = frozenset()) -> None:  # type: ignore[assignment]
+        self.answers = answers
+        self.fail_on = set(fail_on)
+        self.calls: list[Any] = []
+        self.__name__ = "script"
+
+    async def __call__(self, prompt: Any) -> Any:
+        self.calls.append(prompt)
+        await asyncio.sleep(0)
+        if prompt in self.fail_on:
+            raise ValueError(f"bad input {prompt!r}")
+        return self.answers[(len(self.calls) - 1) % len(self.answers)]
+
+
+class SlowFirst:
+    """The first call never ends (until cancelled); every later call answers at once."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.cancelled = 0
+        self.__name__ = "slow_first"
+
+    async def __call__(self, prompt: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        return f"answer to {prompt}"
+
+
+@dataclass
+class Case:
+    name: str
+    agent: Callable[[], Any]
+    items: list[Any]
+    samples: int = 1
+    limits: DispatchResourceLimits = field(
+        default_factory=lambda: DispatchResourceLimits(max_concurrent=1)
+    )
+    mode: str = "partial"
+    stop: StopCondition | None = None
+    aggregate: Any = None
+    guards: Guards | None = None
+    calls: int = 0  # calls expected on every surface
+    raises: bool = False
+
+
+CASES = [
+    Case(
+        "9 voters, 5 agreeing first: decided after 5 calls",
+        lambda: Script(["yes"] * 5 + ["no"] * 4),
+        ["Is it spam?"],
+        samples=9,
+        aggregate=majority_vote(early="exact"),
+        calls=5,
+    ),
+    Case(
+        "stop after 3 successes of 8",
+        lambda: Script(["ok"]),
+        [f"item {i}" for i in range(8)],
+        stop=stop_after_successes(3),
+        calls=3,
+    ),
+    Case(
+        "all-or-nothing: the third input fails, the rest never start",
+        lambda: Script(["ok"], fail_on={"item 2"}),
+        [f"item {i}" for i in range(6)],
+        mode="all_or_nothing",
+        calls=3,
+        raises=True,
+    ),
+    Case(
+        "failure-rate gate",
+        lambda: Script(["ok"], fail_on={f"item {i}" for i in range(4)}),
+        [f"item {i}" for i in range(10)],
+        limits=DispatchResourceLimits(
+            max_concurrent=1, max_failure_rate=0.5, failure_rate_min_sample=3
+        ),
+        calls=3,
+    ),
+    Case(
+        "a hedge wins over a call that never ends",
+        SlowFirst,
+        ["q"],
+        limits=DispatchResourceLimits(max_concurrent=2),
+        guards=Guards(hedge=HedgePolicy(after_s=0.01, max_extra_ratio=1.0)),
+        calls=2,
+    ),
+]
+
+
+async def _through_engine(case: Case, agent: Any) -> DispatchResult:
+    try:
+        return await dispatch_agents(
+            None,
+            case.items,
+            agent=agent,
+            samples=case.samples,
+            limits=case.limits,
+            mode=case.mode,
+            stop=case.stop,
+            aggregate=case.aggregate,
+            guards=case.guards,
+        )
+    except DispatchFailed as failed:
+        assert case.raises
+        return DispatchResult(tuple(failed.results), _report_of(failed), None)
+
+
+async def _through_graph(case: Case, agent: Any) -> DispatchResult:
+    graph = create_fan_out_graph(
+        agent,
+        samples=case.samples,
+        limits=case.limits,
+        mode=case.mode,
+        stop=case.stop,
+        aggregate=case.aggregate,
+        guards=case.guards,
+    ).compile()
+    try:
+        out = await graph.ainvoke({"items": case.items})
+    except DispatchFailed as failed:
+        assert case.raises
+        return DispatchResult(tuple(failed.results), _report_of(failed), None)
+    assert not case.raises
+    return as_dispatch_result(out)
+
+
+def _report_of(failed: DispatchFailed) -> Any:
+    from langgraph_fanout.report import ReportBuilder
+
+    builder = ReportBuilder()
+    for result in failed.results:
+        builder.add(result)
+    return builder.build(wall_time_s=0.0, stop_reason=failed.reason)
+
+
+def _shape(result: DispatchResult) -> dict[str, Any]:
+    report = result.report
+    return {
+        "results": [
+            (r.index, r.sample, r.status, r.error_kind, r.output, r.hedges, r.hedge_won)
+            for r in result.results
+        ],
+        "report": {
+            k: getattr(report, k)
+            for k in (
+                "inputs",
+                "succeeded",
+                "failed",
+                "cancelled",
+                "calls_started",
+                "failures_by_kind",
+                "stop_reason",
+                "calls_saved",
+                "hedges_launched",
+                "hedges_won",
+            )
+        },
+        "winner": getattr(result.aggregate, "winner", None),
+    }
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+async def test_the_engine_and_the_graph_make_the_same_run(case: Case) -> None:
+    shapes = []
+    for surface in (_through_engine, _through_graph):
+        agent = case.agent()
+        # Each surface gets breakers of its own: what one run's failures do to the next
+        # run is the breaker's business, not the run loop's.
+        guards = dataclasses.replace(case.guards or Guards(), breakers=BreakerRegistry())
+        result = await surface(dataclasses.replace(case, guards=guards), agent)
+        made = agent.calls if isinstance(agent.calls, int) else len(agent.calls)
+        assert made == case.calls, surface.__name__
+        shapes.append(_shape(result))
+    engine, graph = shapes
+    assert graph == engine
+    assert len(engine["results"]) == len(case.items) * case.samples  # one result per input
+
+
+async def test_a_decided_vote_cancels_nothing_it_has_not_started_and_says_so() -> None:
+    agent = Script(["yes"] * 5 + ["no"] * 4)
+    out = (
+        await create_fan_out_graph(
+            agent,
+            samples=9,
+            aggregate=majority_vote(early="exact"),
+            limits=DispatchResourceLimits(max_concurrent=1),
+        )
+        .compile()
+        .ainvoke({"items": ["Is it spam?"]})
+    )
+    result = as_dispatch_result(out)
+    assert result.aggregate.winner == "yes"
+    assert [r.status for r in result] == [Status.OK] * 5 + [Status.CANCELLED] * 4
+    assert all(not r.error.started for r in result.failures)  # type: ignore[union-attr]
+    assert result.report.calls_saved == 4
+
+
+# -- one conflict rule ---------------------------------------------------------------------
+
+CONFLICT = r"ledger limit 1\.0 differs from limits\.max_total_cost_usd=0\.5"
+
+
+def test_a_ledger_and_limits_that_disagree_fail_the_same_way_on_every_surface() -> None:
+    limits = DispatchResourceLimits(max_total_cost_usd=0.5)
+
+    async def engine() -> None:
+        await dispatch_agents(None, [1], agent=Script(["x"]), limits=limits, ledger=CostLedger(1.0))
+
+    with pytest.raises(ConfigurationError, match=CONFLICT):
+        asyncio.run(engine())
+    with pytest.raises(ConfigurationError, match=CONFLICT):
+        create_fan_out_graph(Script(["x"]), limits=limits, ledger=CostLedger(1.0))
+    with pytest.raises(ConfigurationError, match=CONFLICT):
+        create_tree_graph(
+            Script(["x"]),
+            split=lambda t: None,
+            combine=lambda t, p: p,
+            limits=limits,
+            ledger=CostLedger(1.0),
+        )
+    with pytest.raises(ConfigurationError, match=CONFLICT):
+        create_dispatch_tool({"a": Script(["x"])}, limits=limits, ledger=CostLedger(1.0))
+    with pytest.raises(ConfigurationError, match=CONFLICT):
+        A2AClient({"a": Script(["x"])}, limits=limits, guards=Guards(ledger=CostLedger(1.0)))
+
+
+async def test_a_capped_ledger_sets_the_budget_on_every_surface() -> None:
+    ledger = CostLedger(0.25)
+    result = await dispatch_agents(None, [1], agent=Script(["x"]), ledger=ledger)
+    out = await create_fan_out_graph(Script(["x"]), ledger=ledger).compile().ainvoke({"items": [1]})
+    tool = create_dispatch_tool({"a": Script(["x"])}, ledger=ledger)
+    assert result.report.budget_usd == out["report"]["budget_usd"] == 0.25
+    assert tool.client.limits.max_total_cost_usd == 0.25
+
+
+# -- nested runs warn for every run-wide field they set ------------------------------------
+
+_SETTINGS: dict[str, Any] = {
+    "max_total_cost_usd": 0.5,
+    "max_total_agents": 3,
+    "requests_per_second": 0.5,
+    "tokens_per_minute": 1000.0,
+    "max_dispatch_depth": 9,
+    "default_max_output_tokens": 64,
+    "allow_unpriced": True,
+}
+
+
+def test_every_run_wide_field_has_a_setting_here() -> None:
+    assert set(run_wide_fields()) == set(_SETTINGS)
+
+
+@pytest.mark.parametrize("name", sorted(_SETTINGS))
+async def test_a_nested_dispatch_that_sets_a_run_wide_limit_warns_naming_it(name: str) -> None:
+    inner = DispatchResourceLimits(**{name: _SETTINGS[name]})
+
+    async def parent(prompt: Any) -> int:
+        result = await dispatch_agents(None, [1, 2], agent=Script(["x"]), limits=inner)
+        return result.report.succeeded
+
+    with pytest.warns(NestedLimitsWarning, match=rf"its own {name} is not applied"):
+        result = await dispatch_agents(None, [1], agent=parent)
+    assert result[0].output == 2
+
+
+async def test_a_nested_rate_limit_is_named_not_silently_ignored() -> None:
+    # The seed's trap: requests_per_second=0.5 nested took 0.0 s and said nothing.
+    async def parent(prompt: Any) -> int:
+        inner = DispatchResourceLimits(requests_per_second=0.5)
+        result = await dispatch_agents(None, [1, 2, 3], agent=Script(["x"]), limits=inner)
+        return len(result)
+
+    with pytest.warns(NestedLimitsWarning, match="requests_per_second"):
+        await dispatch_agents(None, [1], agent=parent)
+
+
+async def test_a_nested_dispatch_with_per_dispatch_limits_only_does_not_warn() -> None:
+    async def parent(prompt: Any) -> int:
+        inner = DispatchResourceLimits(
+            max_concurrent=2, max_total_duration_s=30, max_failure_rate=0.5
+        )
+        return len(await dispatch_agents(None, [1, 2], agent=Script(["x"]), limits=inner))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NestedLimitsWarning)
+        result = await dispatch_agents(None, [1], agent=parent)
+    assert result[0].output == 2
+
+
+def test_every_warning_is_a_fanout_warning() -> None:
+    for cls in (
+        CacheBackendWarning,
+        ClientRetriesWarning,
+        NestedLimitsWarning,
+        TokenEstimateWarning,
+        UnestimatedCostWarning,
+        UnpricedModelWarning,
+    ):
+        assert issubclass(cls, FanoutWarning) and issubclass(cls, UserWarning)
+
+
+# -- the pipeline is built once per run ----------------------------------------------------
+
+
+async def test_a_graph_run_builds_its_call_pipeline_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langgraph_fanout import run as run_module
+
+    built: list[Any] = []
+    real = run_module.CallPipeline
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "CallPipeline", counting)
+    graph = create_fan_out_graph(Script(["x"])).compile()
+    await graph.ainvoke({"items": list(range(12))})
+    assert len(built) == 1
+
+
+# -- options are typed: mypy rejects a misspelled one --------------------------------------
+
+SNIPPET = """
+from langgraph_fanout import (
+    Dispatcher, create_dispatch_tool, create_fan_out_graph, dispatch_agents, vote,
+)
+
+
+async def main(model: object) -> None:
+    await dispatch_agents("{x}", [], agent=model, cahce=True)
+    create_fan_out_graph(model, polcy=None)
+    create_dispatch_tool({"a": model}, prics={})
+    Dispatcher(model, hedg=None)
+    await vote("q", agent=model, screning=None)
+"""
+
+
+def test_mypy_rejects_a_misspelled_option_on_every_surface(tmp_path: Path) -> None:
+    path = tmp_path / "typo.py"
+    path.write_text(textwrap.dedent(SNIPPET))
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "--follow-imports=silent", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for typo in ("cahce", "polcy", "prics", "hedg", "screning"):
+        assert f'Unexpected keyword argument "{typo}"' in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: create_fan_out_graph(Script(["x"]), cahce=True),
+        lambda: create_dispatch_tool({"a": Script(["x"])}, cahce=True),
+        lambda: A2AClient({"a": Script(["x"])}, cahce=True),
+    ],
+)
+def test_a_misspelled_option_is_a_configuration_error_at_run_time(
+    call: Callable[[], Awaitable[Any]],
+) -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown option\(s\) \['cahce'\]"):
+        call()
+
+
+def test_guards_validate_their_values_once() -> None:
+    with pytest.raises(ConfigurationError, match="cache_mode must be one of"):
+        Guards(cache_mode="sometimes")
+    with pytest.raises(ConfigurationError, match="not a Price for \\['m'\\]"):
+        Guards(prices={"m": (1.0, 2.0)})  # type: ignore[dict-item]
+    with pytest.raises(ConfigurationError, match="policy must be ErrorRecoveryPolicy"):
+        Guards(policy="retry")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="guards must be a Guards"):
+        Guards.of({"cache": True}, {})  # type: ignore[arg-type]
+    shared = Guards(cache=True)
+    assert Guards.of(shared, {}) is shared
+    assert Guards.of(shared, {"cache_mode": "refresh"}).cache is True
