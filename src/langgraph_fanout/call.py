@@ -19,24 +19,21 @@ settled and the ``CancelledError`` goes on to the engine, which decides what it 
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import random
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackManager
-from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 
 from .agents import SubAgent
 from .breaker import BreakerRegistry, default_breakers
 from .cache import CacheEntry, CacheMode, CacheSource, IdempotencyCache, cache_key
 from .classify import retry_after_s as provider_retry_after
-from .cost import Price, Reservation, TokenCounter, UsageCapture, estimate_cost, lookup_price
+from .cost import Price, Reservation, TokenCounter, UsageCapture
 from .errors import (
     AgentError,
     CacheKeyError,
@@ -50,6 +47,7 @@ from .errors import (
     UnpricedModel,
     UnpricedModelWarning,
 )
+from .estimate import CostEstimator
 from .hedging import HedgePolicy, HedgeTracker
 from .limits import Scope, SharedRun, SlotLease, current_scope, enter_scope, exit_scope
 from .prompts import PromptTemplate
@@ -181,7 +179,12 @@ class CallPipeline:
         self._guards = guards
         self._timeout = timeout_s
         self._fallbacks = tuple(guards.resolve(f) for f in guards.policy.fallback_tools)
-        self._prices: dict[int, Price | None] = {}
+        self._estimator = CostEstimator(
+            default_max_output_tokens=run.limits.default_max_output_tokens,
+            prices=guards.prices,
+            counter=guards.counter,
+            learned=run.input_ratio,
+        )
         self._identity: dict[int, dict[str, Any]] = {}
         self._unpriced_warned: set[str] = set()
         self.hedging = None if guards.hedge is None else HedgeTracker(guards.hedge)
@@ -503,16 +506,7 @@ class CallPipeline:
             raise
 
     def _price(self, agent: SubAgent) -> Price | None:
-        key = id(agent)
-        if key not in self._prices:
-            price = agent.price or lookup_price(
-                agent.model, provider=agent.provider, overrides=self._guards.prices
-            )
-            self._prices[key] = price
-        return self._prices[key]
-
-    def _price_for_model(self, model: str | None) -> Price | None:
-        return lookup_price(model, overrides=self._guards.prices)
+        return self._estimator.price(agent)
 
     def _counts_tokens(self, agent: SubAgent) -> bool:
         """Whether estimating this agent's call counts tokens (a price, or a token limit)."""
@@ -522,12 +516,8 @@ class CallPipeline:
         )
 
     def _estimate(self, agent: SubAgent, prompt: Any) -> tuple[float, int]:
-        """Worst-case USD and tokens of one attempt (prompt + max output, priced)."""
-        limits = self._run.limits
-        max_out = agent.max_output_tokens or limits.default_max_output_tokens
-        text = _countable(prompt)
-        price = self._price(agent)
-        if price is None:
+        """Worst-case USD and tokens of one attempt (``CostEstimator.worst_case``)."""
+        if self._price(agent) is None:
             if agent.model is not None or agent.kind == "chat_model":
                 self._unpriced(agent)
             # Not a model itself (a callable or graph): the models it calls are billed
@@ -537,38 +527,8 @@ class CallPipeline:
             limiter = self._run.limiter
             if limiter is None or limiter.limits.tokens_per_minute is None:
                 return 0.0, 0  # tokens only matter to a token-rate limiter
-            counter = self._guards.counter or _DEFAULT_COUNTER
-            return 0.0, counter.count_messages(text, agent.model) + max_out
-        est = estimate_cost(
-            text,
-            model=agent.model,
-            max_output_tokens=max_out,
-            price=price,
-            counter=self._guards.counter,
-        )
-        # Where the provider has billed more prompt tokens than we counted, later estimates
-        # of the run cover the worst seen: a fixed excess (hidden system tokens) and, from
-        # prompts long enough to dilute it, a ratio (another tokenizer).
-        learned = self._run.input_ratio
-        ratio = learned.get((agent.model, "ratio"), 1.0)
-        excess = learned.get((agent.model, "excess"), 0.0)
-        if ratio <= 1.0 and excess <= 0:
-            return est.usd, est.input_tokens + est.output_tokens
-        counted = est.input_tokens
-        prompt_tokens = max(math.ceil(counted * ratio), counted + math.ceil(excess))
-        return price.cost(prompt_tokens, max_out), prompt_tokens + max_out
-
-    def _learn_input_ratio(self, agent: SubAgent, prompt: Any, reported: int) -> None:
-        """Remember how much the provider's prompt count exceeds ours for this model."""
-        counter = self._guards.counter or _DEFAULT_COUNTER
-        counted = counter.count_messages(_countable(prompt), agent.model)  # cached by text
-        if not counted or reported <= counted:
-            return
-        seen = self._run.input_ratio
-        excess_key, ratio_key = (agent.model, "excess"), (agent.model, "ratio")
-        seen[excess_key] = max(seen.get(excess_key, 0.0), float(reported - counted))
-        if counted >= _RATIO_MIN_TOKENS:  # short prompts are mostly fixed overhead
-            seen[ratio_key] = max(seen.get(ratio_key, 1.0), reported / counted)
+        worst = self._estimator.worst_case(agent, prompt)
+        return worst.usd, worst.tokens
 
     def _warn_unestimated(self, agent: SubAgent) -> None:
         if agent.name in self._unpriced_warned:
@@ -605,7 +565,7 @@ class CallPipeline:
         account.tokens_in += total.input_tokens
         account.tokens_out += total.output_tokens
         if agent.kind == "chat_model" and total.input_tokens and self._needs_estimate:
-            self._learn_input_ratio(agent, account.prompt, total.input_tokens)
+            self._estimator.learn(agent, account.prompt, total.input_tokens)
         if total.total_tokens == 0:
             # Nothing reported: a model that ran without usage metadata is charged its
             # worst case rather than nothing.
@@ -630,13 +590,11 @@ class CallPipeline:
         def price_for(model: str | None) -> Price | None:
             if own is not None and (model is None or model == agent.model):
                 return own
-            return self._price_for_model(model)
+            return self._estimator.price_of_model(model)
 
         return price_for
 
 
-_DEFAULT_COUNTER = TokenCounter()
-_RATIO_MIN_TOKENS = 256  # prompts shorter than this teach a fixed excess, not a ratio
 _COUNTED_MODELS: set[str | None] = set()  # models whose encoding is loaded in this process
 
 
@@ -648,17 +606,6 @@ def _refused(task: Task, error: CallError) -> SubAgentResult:
     return SubAgentResult.from_error(
         index=task.index, agent=task.agent.name, error=error, sample=task.sample
     )
-
-
-def _countable(prompt: Any) -> str | Sequence[BaseMessage]:
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, Sequence) and all(isinstance(m, BaseMessage) for m in prompt):
-        return list(prompt)
-    try:
-        return json.dumps(prompt, default=str, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return str(prompt)
 
 
 def _with_call(

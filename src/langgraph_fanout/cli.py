@@ -35,20 +35,20 @@ import asyncio
 import contextlib
 import math
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from rich.text import Text
 
 from . import demo
-from .agents import SubAgent
 from .aggregate import aggregator_from
 from .cli_inputs import SIMULATED_KEYS, UsageError, check_template, read_items, resolve_model
 from .cli_output import JsonLines, console_for, describe, print_plan, print_report, print_results
 from .cli_run import RunOutcome, aggregate_results
 from .cli_run import dispatch_items as _dispatch  # the seam a test replaces
-from .cost import Price, lookup_price
+from .cost import Price
 from .errors import ConfigurationError, RefusedError
+from .estimate import CostEstimator
 from .limits import DispatchResourceLimits
 from .plan import plan_dispatch
 from .recovery import ErrorRecoveryPolicy
@@ -185,7 +185,8 @@ def _run_command(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
     agent = choice.agent
-    if args.max_cost is not None and not args.dry_run and _price_of(agent, choice.prices) is None:
+    priced = CostEstimator(default_max_output_tokens=1, prices=choice.prices).price(agent)
+    if args.max_cost is not None and not args.dry_run and priced is None:
         raise UsageError(
             f"no price known for model {agent.model!r}, so --max-cost cannot be enforced: "
             "pass --price INPUT,OUTPUT (USD per million tokens)"
@@ -236,10 +237,6 @@ def _run_command(args: argparse.Namespace) -> int:
                 }
             )
         return code
-
-
-def _price_of(agent: SubAgent, prices: Mapping[str, Price]) -> Price | None:
-    return agent.price or lookup_price(agent.model, provider=agent.provider, overrides=prices)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from .errors import CallCancelled
 from .ledger import CostLedger
 from .limits import DispatchResourceLimits
 from .recovery import ErrorRecoveryPolicy
-from .report import DispatchReport, ReportBuilder
+from .report import DispatchReport, ReportBuilder, build_report
 from .results import SubAgentResult
 from .stopping import DispatchProgress, StopCondition
 
@@ -143,14 +143,7 @@ async def dispatch_items(
     for result in results:
         builder.add(result)
     stop = "interrupted (Ctrl-C)" if interrupted else _stop_reason(results)
-    report = builder.build(
-        wall_time_s=loop.time() - started,
-        stop_reason=stop,
-        budget_usd=ledger.limit_usd,
-        total_spent_usd=ledger.spent_usd,
-        refused_usd=ledger.refused_usd,
-        overshoot_usd=ledger.overshoot_usd,
-    )
+    report = build_report(builder, ledger, wall_time_s=loop.time() - started, stop_reason=stop)
     return RunOutcome(results, report, interrupted)
 
 

@@ -10,7 +10,7 @@
   unless an override is given; ``Price.cost`` turns tokens into USD.
 - **Accounting** (``ledger.py``, re-exported here): ``UsageCapture`` adds up what the
   model calls of one sub-agent call used; ``CostLedger`` reserves the worst case from
-  ``estimate_cost`` before the call and settles it with the captured cost afterwards.
+  ``CostEstimator.worst_case`` before the call and settles it with the captured cost afterwards.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ from .ledger import CostLedger, LedgerSnapshot, PriceFor, Reservation, Usage, Us
 
 __all__ = [
     "UNKNOWN_MODEL_MARGIN",
-    "CostEstimate",
     "CostLedger",
     "LedgerSnapshot",
     "Price",
@@ -59,7 +58,6 @@ __all__ = [
     "count_message_tokens",
     "count_tokens",
     "ensure_offline_encodings",
-    "estimate_cost",
     "lookup_price",
 ]
 
@@ -338,6 +336,11 @@ class TokenCounter:
 _DEFAULT_COUNTER = TokenCounter()
 
 
+def default_counter() -> TokenCounter:
+    """The process's one default ``TokenCounter`` (its cache is shared by every user)."""
+    return _DEFAULT_COUNTER
+
+
 def count_tokens(text: str, model: str | None = None) -> int:
     """Tokens of ``text`` for ``model`` with the default ``TokenCounter``.
 
@@ -500,41 +503,3 @@ def lookup_price(
             if key in overrides:
                 return overrides[key]
     return _genai_price(bare, provider or prefix)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CostEstimate:
-    """Worst-case cost of one call: its prompt tokens and ``max_output_tokens``, priced."""
-
-    model: str | None
-    input_tokens: int
-    output_tokens: int
-    usd: float
-
-
-def estimate_cost(
-    prompt: str | Sequence[BaseMessage],
-    *,
-    model: str | None,
-    max_output_tokens: int,
-    price: Price,
-    tools: Sequence[Any] | None = None,
-    counter: TokenCounter | None = None,
-) -> CostEstimate:
-    """The worst case of one call: no prompt-cache discount, every output token used.
-
-    Raises:
-        ConfigurationError: ``max_output_tokens`` is negative.
-
-    Example:
-        >>> estimate_cost("hello world", model="gpt-4o", max_output_tokens=100,
-        ...               price=Price(input_per_mtok=2.5, output_per_mtok=10)).usd
-        0.0010225
-    """
-    if max_output_tokens < 0:
-        raise ConfigurationError(f"max_output_tokens must be >= 0, got {max_output_tokens}")
-    input_tokens = (counter or _DEFAULT_COUNTER).count_messages(prompt, model, tools)
-    usd = price.cost(input_tokens, max_output_tokens)
-    return CostEstimate(
-        model=model, input_tokens=input_tokens, output_tokens=max_output_tokens, usd=usd
-    )

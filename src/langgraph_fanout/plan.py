@@ -1,8 +1,8 @@
 """Plan a dispatch without calling a model: cost range, wall-time estimate, concurrency.
 
-``plan_dispatch`` renders every prompt, counts its tokens the way the budget guard does
-(``count_message_tokens``) and prices it (``lookup_price``), so the plan's worst case is
-what the engine would reserve. Time is a model, not a measurement: every call is assumed
+``plan_dispatch`` renders every prompt as the engine would and asks the engine's own
+``CostEstimator`` for its worst case, so the plan's worst case is exactly what the engine
+would reserve. Time is a model, not a measurement: every call is assumed
 to take ``latency_s`` and the engine's own overhead (tens of microseconds per call, see
 ``benchmarks/overhead.py``) is left out.
 
@@ -21,15 +21,15 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from .agents import AgentLike, SubAgent
-from .cost import Price, count_message_tokens, lookup_price
+from .cost import Price
 from .errors import ConfigurationError, InvalidInputError
+from .estimate import CostEstimator
 from .limits import DispatchResourceLimits
 from .prompts import PromptTemplate, validate_arguments
 
@@ -155,8 +155,11 @@ def plan_dispatch(
     limits = limits if limits is not None else DispatchResourceLimits()
     sub = SubAgent.of(agent)
     prompts = _render_all(template, list(arguments))
-    max_out = sub.max_output_tokens or limits.default_max_output_tokens
-    price = sub.price or lookup_price(sub.model, provider=sub.provider, overrides=prices)
+    estimator = CostEstimator(
+        default_max_output_tokens=limits.default_max_output_tokens, prices=prices
+    )
+    max_out = estimator.max_output(sub)
+    price = estimator.price(sub)
 
     calls = len(prompts) * samples
     prompt_tokens = 0
@@ -164,15 +167,14 @@ def plan_dispatch(
     budget = limits.max_total_cost_usd
     within = 0
     for prompt in prompts:
-        tokens = count_message_tokens(prompt, sub.model)
-        prompt_tokens += tokens * samples
+        worst = estimator.worst_case(sub, prompt)
+        prompt_tokens += worst.input_tokens * samples
         if price is None:
             continue
-        floor = price.cost(tokens, 0)
-        worst = price.cost(tokens, max_out)
+        floor = price.cost(worst.input_tokens, 0)
         for _ in range(samples):
             min_cost += floor
-            max_cost += worst
+            max_cost += worst.usd
             # The guard admits a call only while everything reserved so far still fits.
             if budget is None or max_cost <= budget + 1e-12:
                 within += 1
@@ -209,10 +211,10 @@ def plan_dispatch(
     )
 
 
-def _render_all(template: str | None, arguments: list[Any]) -> list[str]:
+def _render_all(template: str | None, arguments: list[Any]) -> list[Any]:
+    """The prompts the engine would send: rendered, or each argument as it is."""
     if template is None:
-        # As the budget guard counts a non-text input: its JSON.
-        return [a if isinstance(a, str) else json.dumps(a, default=str) for a in arguments]
+        return arguments
     parsed = PromptTemplate.parse(template)
     problems = validate_arguments(parsed, arguments)
     if problems:
