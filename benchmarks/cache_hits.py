@@ -23,7 +23,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.cache.memory import InMemoryCache
 
-from langgraph_fanout.cache import CacheEntry, IdempotencyCache, cache_key
+from langgraph_fanout.guards.cache import CacheEntry, IdempotencyCache, cache_key
 
 AGENT = {"name": "critic", "model": "gpt-4o", "temperature": 0.7, "max_tokens": 512, "seed": 1}
 CONVERSATION = [

@@ -28,8 +28,8 @@ from collections.abc import Callable
 import tiktoken
 
 from langgraph_fanout import CostLedger, Price, SubAgent
-from langgraph_fanout.cost import TokenCounter, ensure_offline_encodings
-from langgraph_fanout.estimate import CostEstimator
+from langgraph_fanout.engine.estimate import CostEstimator
+from langgraph_fanout.guards.tokens import TokenCounter, ensure_offline_encodings
 
 TARGET_CALLS_PER_S = 20_000
 SENTENCE = "Summarise the quarterly report for region {i} and list three risks, briefly. "

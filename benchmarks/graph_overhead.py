@@ -32,8 +32,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
-from langgraph_fanout import Dispatcher, DispatchResourceLimits
-from langgraph_fanout.graphs import create_fan_out_graph
+from langgraph_fanout import Dispatcher, DispatchResourceLimits, create_fan_out_graph
 
 CONCURRENCY = 100
 

@@ -22,8 +22,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from langgraph_fanout.redaction import Redactor
-from langgraph_fanout.security import detect_injection
+from langgraph_fanout.guards.redaction import Redactor
+from langgraph_fanout.guards.screening import detect_injection
 
 PROSE = (
     "The quarterly report shows revenue grew while operating costs stayed flat. "

@@ -31,11 +31,11 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
-from langgraph_fanout.aggregate import normalize_answer
+from langgraph_fanout.aggregate.extract import normalize_answer
+from langgraph_fanout.aggregate.voting import majority_vote
+from langgraph_fanout.core.results import Status, SubAgentResult
+from langgraph_fanout.core.stopping import DispatchProgress
 from langgraph_fanout.errors import CallCancelled
-from langgraph_fanout.results import Status, SubAgentResult
-from langgraph_fanout.stopping import DispatchProgress
-from langgraph_fanout.voting import majority_vote
 
 LABELS = ("Paris", "London", "Rome", "Berlin")
 SPELLINGS: tuple[Callable[[str], str], ...] = (

@@ -16,8 +16,7 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from langgraph_fanout import DispatchResourceLimits, DispatchResult, dispatch_agents
-from langgraph_fanout.cost import Price
+from langgraph_fanout import DispatchResourceLimits, DispatchResult, Price, dispatch_agents
 from langgraph_fanout.testing import SimulatedChatModel
 
 RECEIPTS = [

@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from langgraph_fanout import Dispatcher, SubAgent, Task
+from langgraph_fanout import Dispatcher, SubAgent, Task, Vote, majority_vote
 from langgraph_fanout.testing import SimulatedChatModel
-from langgraph_fanout.voting import Vote, majority_vote
 
 QUESTION = (
     "Classify this product into one category (electronics, office, kitchen). "

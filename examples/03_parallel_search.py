@@ -18,8 +18,7 @@ import json
 import re
 from typing import Any
 
-from langgraph_fanout import DispatchResourceLimits, dispatch_agents
-from langgraph_fanout.aggregate import best_result, rank_by_metric
+from langgraph_fanout import DispatchResourceLimits, best_result, dispatch_agents, rank_by_metric
 from langgraph_fanout.testing import SimulatedChatModel
 
 QUERY = "refund policy for damaged items"

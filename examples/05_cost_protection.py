@@ -18,8 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from langgraph_fanout import BudgetExceeded, DispatchResourceLimits, dispatch_agents
-from langgraph_fanout.cost import Price
+from langgraph_fanout import BudgetExceeded, DispatchResourceLimits, Price, dispatch_agents
 from langgraph_fanout.testing import SimulatedChatModel
 
 BUDGET_USD = 0.05

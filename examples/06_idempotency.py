@@ -18,9 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from langgraph_fanout import dispatch_agents
-from langgraph_fanout.cache import IdempotencyCache
-from langgraph_fanout.cost import Price
+from langgraph_fanout import IdempotencyCache, Price, dispatch_agents
 from langgraph_fanout.testing import SimulatedChatModel
 
 PRICES = {"simulated-small": Price(input_per_mtok=0.15, output_per_mtok=0.60)}  # made up

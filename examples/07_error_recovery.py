@@ -22,9 +22,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from langgraph_fanout import DispatchResourceLimits, dispatch_agents
-from langgraph_fanout.breaker import BreakerConfig, BreakerRegistry
-from langgraph_fanout.recovery import ErrorRecoveryPolicy, ErrorStrategy
+from langgraph_fanout import (
+    BreakerConfig,
+    BreakerRegistry,
+    DispatchResourceLimits,
+    ErrorRecoveryPolicy,
+    ErrorStrategy,
+    dispatch_agents,
+)
 from langgraph_fanout.testing import SimulatedChatModel, rate_limit_error, server_error
 
 ITEMS = [{"n": n} for n in range(10)]

@@ -20,11 +20,16 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from langgraph_fanout import SubAgent, SubAgentResult, create_pipeline_graph, parallel
-from langgraph_fanout.breaker import BreakerRegistry
-from langgraph_fanout.cost import Price
-from langgraph_fanout.graphs import result_from_record
-from langgraph_fanout.recovery import ErrorRecoveryPolicy
+from langgraph_fanout import (
+    BreakerRegistry,
+    ErrorRecoveryPolicy,
+    Price,
+    SubAgent,
+    SubAgentResult,
+    create_pipeline_graph,
+    parallel,
+    result_from_record,
+)
 from langgraph_fanout.testing import SimulatedChatModel, server_error
 
 PRICES = {"simulated-small": Price(input_per_mtok=0.15, output_per_mtok=0.60)}

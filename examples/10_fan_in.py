@@ -17,8 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from langgraph_fanout import SubAgent, create_fan_in_graph
-from langgraph_fanout.cost import Price
+from langgraph_fanout import Price, SubAgent, create_fan_in_graph
 from langgraph_fanout.testing import SIMULATED_MODEL_PRICES, SimulatedChatModel
 
 PRICES = {

@@ -22,8 +22,7 @@ from typing import Any
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, ToolMessage
 
-from langgraph_fanout import DispatchResourceLimits, create_dispatch_tool
-from langgraph_fanout.cost import Price
+from langgraph_fanout import DispatchResourceLimits, Price, create_dispatch_tool
 from langgraph_fanout.testing import SimulatedChatModel
 
 # Made-up prices; each sub-agent call reports 30 + 40 tokens: $0.0043 a call.

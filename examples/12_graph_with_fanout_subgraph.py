@@ -19,8 +19,7 @@ from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-from langgraph_fanout import collect_all, create_fan_out_graph
-from langgraph_fanout.cost import Price
+from langgraph_fanout import Price, collect_all, create_fan_out_graph
 from langgraph_fanout.testing import SimulatedChatModel
 
 PRICES = {"simulated-small": Price(input_per_mtok=0.15, output_per_mtok=0.60)}

@@ -5,7 +5,7 @@ WHEN (batch processing, multi-model consensus, parallel search, when not to), HO
 (semaphore control with the measured batching, quota protection, idempotency cache,
 screening and rate limits) and WHY (speedup against a sequential run of the same calls,
 ensemble accuracy, fail-safe). Every number printed is measured in the run.
-The code lives in `langgraph_fanout.demo`; `langgraph-fanout demo` and `make demo` run it.
+`langgraph-fanout demo` and `make demo` run the same.
 
 Real model: the deep dive is a tour of the guards on simulated models; to try a real one,
 run `langgraph-fanout run --model openai:gpt-4o-mini ...` or any numbered example with
@@ -19,11 +19,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from langgraph_fanout.demo import main as deep_dive
+from langgraph_fanout.cli import main as fanout
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return deep_dive(argv)
+    return fanout(["demo", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from langgraph_fanout.breaker import default_breakers
+from langgraph_fanout.guards.breaker import default_breakers
 
 
 @pytest.fixture(autouse=True)

@@ -23,8 +23,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from langgraph_fanout import DispatchResourceLimits, SubAgent
-from langgraph_fanout.cost import Price
-from langgraph_fanout.graphs import as_dispatch_result, create_fan_out_graph
+from langgraph_fanout.graphs.fan import as_dispatch_result, create_fan_out_graph
+from langgraph_fanout.guards.pricing import Price
 from langgraph_fanout.testing import SimulatedChatModel
 
 ITEMS = 50

@@ -127,7 +127,7 @@ def test_bad_agents_are_rejected() -> None:
 def test_chat_models_that_retry_on_their_own_are_warned_about() -> None:
     from langchain_openai import ChatOpenAI
 
-    from langgraph_fanout.agents import ClientRetriesWarning
+    from langgraph_fanout.errors import ClientRetriesWarning
 
     with pytest.warns(ClientRetriesWarning, match="max_retries=0"):
         SubAgent.of(ChatOpenAI(model="gpt-4.1-nano", api_key="sk-test"))
@@ -139,7 +139,7 @@ def test_chat_models_that_retry_on_their_own_are_warned_about() -> None:
 
 
 def test_error_details_never_carry_secrets() -> None:
-    from langgraph_fanout.recovery import classify_error
+    from langgraph_fanout.guards.classify import classify_error
 
     err = classify_error(
         PermissionError("invalid key sk-proj-0123456789abcdefghijklmnop for jane@example.com"),

@@ -16,35 +16,39 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import BaseModel
 
-from langgraph_fanout.aggregate import (
+from langgraph_fanout.aggregate.aggregators import (
     Aggregator,
-    KeyNotFound,
     Scored,
     aggregator_from,
     best_result,
     collect_all,
-    extract,
     first_success,
     mean,
     median,
-    normalize_answer,
     rank_by_metric,
     stop_condition_of,
 )
-from langgraph_fanout.errors import AgentError, CallCancelled, ConfigurationError, FanoutError
-from langgraph_fanout.results import Status, SubAgentResult
-from langgraph_fanout.stopping import (
+from langgraph_fanout.aggregate.extract import extract, normalize_answer
+from langgraph_fanout.aggregate.voting import (
+    Vote,
+    leader_probability,
+    majority_vote,
+    stop_when_decided,
+)
+from langgraph_fanout.core.results import Status, SubAgentResult
+from langgraph_fanout.core.stopping import (
     DispatchProgress,
     StopCondition,
     stop_after_failures,
     stop_after_successes,
 )
-from langgraph_fanout.voting import (
-    Vote,
+from langgraph_fanout.errors import (
+    AgentError,
+    CallCancelled,
+    ConfigurationError,
+    FanoutError,
+    KeyNotFound,
     VoteTie,
-    leader_probability,
-    majority_vote,
-    stop_when_decided,
 )
 
 # -- building results ------------------------------------------------------------------
@@ -747,8 +751,8 @@ def test_leader_probability_large_counts_and_bad_input() -> None:
 
 
 async def test_engine_stops_a_decided_vote_and_never_calls_the_rest() -> None:
-    from langgraph_fanout.dispatch import dispatch_agents
-    from langgraph_fanout.limits import DispatchResourceLimits
+    from langgraph_fanout.engine.dispatch import dispatch_agents
+    from langgraph_fanout.guards.limits import DispatchResourceLimits
 
     answers = ["Paris", "paris.", "PARIS", "London", "paris", "Rome", "paris", "Oslo", "Oslo"]
     calls: list[Any] = []

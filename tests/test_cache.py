@@ -30,16 +30,20 @@ from langgraph.cache.sqlite import SqliteCache
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import BaseModel, ConfigDict
 
-from langgraph_fanout.cache import (
-    CACHE_KEY_VERSION,
+from langgraph_fanout.errors import (
     CacheBackendWarning,
+    CacheKeyError,
+    ConfigurationError,
+    RefusedError,
+)
+from langgraph_fanout.guards.cache import (
+    CACHE_KEY_VERSION,
     CacheEntry,
     CacheMode,
     CacheSource,
     IdempotencyCache,
     cache_key,
 )
-from langgraph_fanout.errors import CacheKeyError, ConfigurationError, RefusedError
 
 AGENT = {"name": "voter", "model": "gpt-4o", "temperature": 0.7, "top_p": 1.0, "seed": 7}
 
@@ -576,7 +580,7 @@ async def test_sqlite_entry_is_read_by_a_new_process(tmp_path: Path) -> None:
         import asyncio, json, sys
         from langchain_core.messages import HumanMessage
         from langgraph.cache.sqlite import SqliteCache
-        from langgraph_fanout.cache import IdempotencyCache, cache_key
+        from langgraph_fanout.guards.cache import IdempotencyCache, cache_key
 
         agent = json.loads(sys.argv[2])
         key = cache_key(agent=agent, prompt=[HumanMessage("Summarise the memo")], sample=3)

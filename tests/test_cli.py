@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from langgraph_fanout import cli
-from langgraph_fanout.cli import (
+from langgraph_fanout.cli import command as cli
+from langgraph_fanout.cli.command import (
     EXIT_FAILURES,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -21,8 +21,8 @@ from langgraph_fanout.cli import (
     EXIT_USAGE,
     main,
 )
-from langgraph_fanout.cost import Price
-from langgraph_fanout.plan import plan_dispatch
+from langgraph_fanout.engine.plan import plan_dispatch
+from langgraph_fanout.guards.pricing import Price
 from langgraph_fanout.testing import SIMULATED_MODEL_PRICES, SimulatedChatModel
 
 PRICES = {

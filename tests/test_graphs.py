@@ -37,22 +37,20 @@ from langgraph_fanout import (
     SubAgent,
     SubAgentResult,
     dispatch_agents,
-    graph_runs,
 )
-from langgraph_fanout.aggregate import collect_all
-from langgraph_fanout.cost import Price
-from langgraph_fanout.graphs import (
+from langgraph_fanout.aggregate.aggregators import collect_all
+from langgraph_fanout.aggregate.voting import majority_vote
+from langgraph_fanout.graphs import runs as graph_runs
+from langgraph_fanout.graphs.fan import (
     as_dispatch_result,
     create_fan_in_graph,
     create_fan_out_graph,
-    create_pipeline_graph,
-    create_tree_graph,
-    parallel,
-    result_from_record,
-    result_to_record,
 )
+from langgraph_fanout.graphs.pipeline import create_pipeline_graph, parallel
+from langgraph_fanout.graphs.records import result_from_record, result_to_record
+from langgraph_fanout.graphs.tree import create_tree_graph
+from langgraph_fanout.guards.pricing import Price
 from langgraph_fanout.testing import SimulatedChatModel, scripted_agent
-from langgraph_fanout.voting import majority_vote
 
 UNPRICED = DispatchResourceLimits(allow_unpriced=True)
 CHILD = Path(__file__).with_name("graph_crash_child.py")
@@ -839,14 +837,14 @@ async def test_a_failing_aggregator_agent_is_a_typed_result() -> None:
 def test_messages_in_a_join_become_their_text() -> None:
     from langchain_core.messages import AIMessage
 
-    from langgraph_fanout.graph_runs import message_text
+    from langgraph_fanout.graphs.runs import message_text
 
     assert message_text({"geo": AIMessage("paris"), "n": 1}) == '{"geo": "paris", "n": 1}'
 
 
 async def test_graph_calls_honour_the_per_call_timeout() -> None:
     from langgraph_fanout import CallTimeout, DispatchResourceLimits
-    from langgraph_fanout.recovery import ErrorRecoveryPolicy, ErrorStrategy
+    from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, ErrorStrategy
 
     async def hang(prompt: Any) -> Any:
         await asyncio.Event().wait()
@@ -864,7 +862,6 @@ async def test_graph_calls_honour_the_per_call_timeout() -> None:
 
 def test_abandoned_graph_runs_are_dropped_after_an_idle_hour() -> None:
     import fakeclock
-    from langgraph_fanout import graph_runs
 
     async def agent(prompt: Any) -> Any:
         await asyncio.Event().wait()  # never answers: the run is cancelled from outside

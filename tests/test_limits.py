@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from langgraph_fanout import errors
-from langgraph_fanout.limits import DispatchResourceLimits
+from langgraph_fanout.guards.limits import DispatchResourceLimits
 
 
 def test_defaults_do_not_throttle_silently() -> None:
@@ -111,7 +111,7 @@ def test_dispatch_failed_carries_results() -> None:
 async def test_slots_wake_waiters_in_order_and_let_a_hedge_jump_the_line() -> None:
     import asyncio
 
-    from langgraph_fanout.limits import Slots
+    from langgraph_fanout.guards.limits import Slots
 
     slots = Slots(1)
     await slots.acquire()
@@ -135,7 +135,7 @@ async def test_slots_wake_waiters_in_order_and_let_a_hedge_jump_the_line() -> No
 async def test_a_cancelled_waiter_passes_its_slot_on() -> None:
     import asyncio
 
-    from langgraph_fanout.limits import Slots
+    from langgraph_fanout.guards.limits import Slots
 
     slots = Slots(1)
     await slots.acquire()

@@ -35,12 +35,12 @@ from langgraph_fanout import (
     UnpricedModel,
     dispatch_agents,
 )
-from langgraph_fanout.cache import IdempotencyCache
-from langgraph_fanout.call import UnestimatedCostWarning, UnpricedModelWarning
-from langgraph_fanout.cost import Price, lookup_price
-from langgraph_fanout.ledger import CostLedger
-from langgraph_fanout.recovery import ErrorRecoveryPolicy, ErrorStrategy
-from langgraph_fanout.security import InjectionPolicy, ScreeningPolicy
+from langgraph_fanout.errors import UnestimatedCostWarning, UnpricedModelWarning
+from langgraph_fanout.guards.cache import IdempotencyCache
+from langgraph_fanout.guards.ledger import CostLedger
+from langgraph_fanout.guards.pricing import Price, lookup_price
+from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, ErrorStrategy
+from langgraph_fanout.guards.screening import InjectionPolicy, ScreeningPolicy
 from langgraph_fanout.testing import SimulatedChatModel, server_error
 
 # One output token at $10,000 per million: every call costs exactly $0.01, estimated and real.
@@ -323,7 +323,7 @@ _SQLITE_CHILD = textwrap.dedent(
     import asyncio, json, sys
     from langgraph.cache.sqlite import SqliteCache
     from langgraph_fanout import dispatch_agents
-    from langgraph_fanout.cache import IdempotencyCache
+    from langgraph_fanout.guards.cache import IdempotencyCache
     from langgraph_fanout.testing import SimulatedChatModel
 
     async def main() -> None:

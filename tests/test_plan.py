@@ -16,8 +16,9 @@ from langgraph_fanout import (
     SubAgent,
     dispatch_agents,
 )
-from langgraph_fanout.cost import Price, count_message_tokens
-from langgraph_fanout.plan import DispatchPlan, plan_dispatch
+from langgraph_fanout.engine.plan import DispatchPlan, plan_dispatch
+from langgraph_fanout.guards.pricing import Price
+from langgraph_fanout.guards.tokens import count_message_tokens
 from langgraph_fanout.testing import SimulatedChatModel
 
 PRICE = Price(input_per_mtok=0.15, output_per_mtok=0.60)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import fakeclock
 from langgraph_fanout.errors import ConfigurationError
-from langgraph_fanout.ratelimit import (
+from langgraph_fanout.guards.ratelimit import (
     RateLimiter,
     RateLimiterRegistry,
     RateLimits,

@@ -36,14 +36,7 @@ from langchain_openai.chat_models.base import OpenAIRateLimitError
 from tenacity import AsyncRetrying, RetryCallState
 
 from httpmock import openai_chat_completion_body, openai_error_body
-from langgraph_fanout.breaker import (
-    BreakerConfig,
-    BreakerRegistry,
-    BreakerSnapshot,
-    BreakerState,
-    CircuitBreaker,
-    default_breakers,
-)
+from langgraph_fanout.core.results import Attempt
 from langgraph_fanout.errors import (
     AgentError,
     BudgetExceeded,
@@ -54,17 +47,22 @@ from langgraph_fanout.errors import (
     ConfigurationError,
     RetriesExhausted,
 )
-from langgraph_fanout.recovery import (
+from langgraph_fanout.guards.breaker import (
+    BreakerConfig,
+    BreakerRegistry,
+    BreakerSnapshot,
+    BreakerState,
+    CircuitBreaker,
+    default_breakers,
+)
+from langgraph_fanout.guards.classify import classify_error, is_transient, retry_after_s
+from langgraph_fanout.guards.recovery import (
     ErrorRecoveryPolicy,
     ErrorStrategy,
     RecoveryOutcome,
     backoff_wait,
-    classify_error,
-    is_transient,
-    retry_after_s,
     run_with_recovery,
 )
-from langgraph_fanout.results import Attempt
 
 BASE_URL = "https://api.openai.com/v1"
 URL = f"{BASE_URL}/chat/completions"

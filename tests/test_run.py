@@ -40,7 +40,6 @@ from langgraph_fanout import (
     majority_vote,
     stop_after_successes,
 )
-from langgraph_fanout.breaker import BreakerRegistry
 from langgraph_fanout.errors import (
     CacheBackendWarning,
     ClientRetriesWarning,
@@ -48,7 +47,8 @@ from langgraph_fanout.errors import (
     UnestimatedCostWarning,
     UnpricedModelWarning,
 )
-from langgraph_fanout.limits import run_wide_fields
+from langgraph_fanout.guards.breaker import BreakerRegistry
+from langgraph_fanout.guards.limits import run_wide_fields
 
 
 class Script:
@@ -186,7 +186,7 @@ async def _through_graph(case: Case, agent: Any) -> DispatchResult:
 
 
 def _report_of(failed: DispatchFailed) -> Any:
-    from langgraph_fanout.report import ReportBuilder
+    from langgraph_fanout.core.report import ReportBuilder
 
     builder = ReportBuilder()
     for result in failed.results:
@@ -364,7 +364,7 @@ def test_every_warning_is_a_fanout_warning() -> None:
 
 
 async def test_a_graph_run_builds_its_call_pipeline_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from langgraph_fanout import run as run_module
+    from langgraph_fanout.engine import run as run_module
 
     built: list[Any] = []
     real = run_module.CallPipeline

@@ -20,14 +20,14 @@ from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import BaseModel, ConfigDict
 
 from langgraph_fanout.errors import ConfigurationError, InjectionDetected
-from langgraph_fanout.redaction import (
+from langgraph_fanout.guards.redaction import (
     DEFAULT_DETECTORS,
     Match,
     RedactionMode,
     RedactionReport,
     Redactor,
 )
-from langgraph_fanout.security import (
+from langgraph_fanout.guards.screening import (
     INJECTION_MARKERS,
     InjectionPolicy,
     ScreeningFlag,

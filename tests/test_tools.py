@@ -16,14 +16,16 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolCall, ToolMessag
 from langchain_core.tools import BaseTool
 
 from conftest import FakeSleep
-from langgraph_fanout.cost import Price
-from langgraph_fanout.delegation import A2AClient, DelegationResult
-from langgraph_fanout.dispatch import DispatchResult
+from langgraph_fanout.aggregate.voting import Vote
+from langgraph_fanout.delegation.client import A2AClient
+from langgraph_fanout.delegation.requests import DelegationResult
+from langgraph_fanout.engine.dispatch import DispatchResult
 from langgraph_fanout.errors import BudgetExceeded, ConfigurationError
-from langgraph_fanout.limits import DispatchResourceLimits
-from langgraph_fanout.recovery import ErrorRecoveryPolicy, ErrorStrategy
+from langgraph_fanout.guards.limits import DispatchResourceLimits
+from langgraph_fanout.guards.pricing import Price
+from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, ErrorStrategy
 from langgraph_fanout.testing import SimulatedChatModel
-from langgraph_fanout.tools import (
+from langgraph_fanout.tools.factories import (
     DelegateTool,
     DispatchTool,
     VoteTool,
@@ -31,7 +33,6 @@ from langgraph_fanout.tools import (
     create_dispatch_tool,
     create_vote_tool,
 )
-from langgraph_fanout.voting import Vote
 
 # Every sub-agent call reports 30 input and 40 output tokens: $0.0043 at these prices.
 # The worst case reserved before a call (prompt + max_tokens=50 output) is about $0.0051.
@@ -325,10 +326,10 @@ async def test_sync_invoke_inside_a_running_loop_still_works() -> None:
 # process: when it deadlocks, its stuck threads would keep this process from exiting.
 SYNC_TOOLS_UNDER_CONTENTION = """
 import asyncio
-from langgraph_fanout.delegation import A2AClient
-from langgraph_fanout.limits import DispatchResourceLimits
+from langgraph_fanout.delegation.client import A2AClient
+from langgraph_fanout.guards.limits import DispatchResourceLimits
 from langgraph_fanout.testing import SimulatedChatModel
-from langgraph_fanout.tools import create_dispatch_tool
+from langgraph_fanout.tools.factories import create_dispatch_tool
 
 leaf = SimulatedChatModel(responses=["leaf"], cycle_responses=True, latency_s=0.05)
 inner = create_dispatch_tool({"leaf": leaf})
@@ -476,7 +477,7 @@ async def test_bad_arguments_do_not_end_the_agent_run() -> None:
 
 
 # The middle agent is a callable that dispatches: no worst case of its own (warned, expected).
-@pytest.mark.filterwarnings("ignore::langgraph_fanout.call.UnestimatedCostWarning")
+@pytest.mark.filterwarnings("ignore::langgraph_fanout.UnestimatedCostWarning")
 async def test_nested_dispatch_inside_a_sub_agent_draws_from_the_tool_budget() -> None:
     # The tool's sub-agent is itself an agent with its own dispatch tool: the leaf calls
     # are billed to the outer tool's run, never to the inner tool's own ledger.

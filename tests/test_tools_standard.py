@@ -8,11 +8,11 @@ from langchain_core.tools import BaseTool
 from langchain_tests.integration_tests import ToolsIntegrationTests
 from langchain_tests.unit_tests import ToolsUnitTests
 
-from langgraph_fanout.cost import Price
-from langgraph_fanout.delegation import A2AClient
-from langgraph_fanout.limits import DispatchResourceLimits
+from langgraph_fanout.delegation.client import A2AClient
+from langgraph_fanout.guards.limits import DispatchResourceLimits
+from langgraph_fanout.guards.pricing import Price
 from langgraph_fanout.testing import SimulatedChatModel
-from langgraph_fanout.tools import DispatchTool, create_delegate_tool, create_vote_tool
+from langgraph_fanout.tools.factories import DispatchTool, create_delegate_tool, create_vote_tool
 
 PRICES = {"simulated-small": Price(input_per_mtok=0.15, output_per_mtok=0.60)}
 LIMITS = DispatchResourceLimits(max_total_cost_usd=1.0, max_concurrent=4)

@@ -3,10 +3,17 @@
 Start with ``dispatch_agents`` (fan-out under limits), ``vote`` (ensembles) and the
 ``create_*`` factories; every call goes through one pipeline with the budget, recovery,
 cache, rate limits and screening.
+
+This module is the one public face: everything else in the package is private and may
+move (``langgraph_fanout.testing`` holds the simulators, and ``langgraph_fanout.cli`` the
+console script). Names re-exported here say so in their ``__module__``, as httpx's do, so
+reprs, docs and pickles name ``langgraph_fanout.X`` whatever module defines ``X``.
 """
 
-from .agents import SubAgent
-from .aggregate import (
+import inspect as _inspect
+import typing as _typing
+
+from langgraph_fanout.aggregate.aggregators import (
     aggregator_from,
     best_result,
     collect_all,
@@ -15,26 +22,34 @@ from .aggregate import (
     median,
     rank_by_metric,
 )
-from .breaker import BreakerConfig, CircuitBreaker
-from .cache import CacheMode, IdempotencyCache
-from .call import Task
-from .cost import CostLedger, Price, count_message_tokens, count_tokens, lookup_price
-from .delegation import (
-    A2AClient,
-    AgentDelegationRequest,
-    AgentRegistry,
-    DelegationResult,
-    delegate,
+from langgraph_fanout.aggregate.voting import Vote, majority_vote
+from langgraph_fanout.core.prompts import PromptTemplate
+from langgraph_fanout.core.report import DispatchReport
+from langgraph_fanout.core.results import Attempt, Status, SubAgentResult
+from langgraph_fanout.core.stopping import (
+    DispatchProgress,
+    StopCondition,
+    stop_after_failures,
+    stop_after_successes,
+    stop_on_first_failure,
+    stop_when,
 )
-from .dispatch import (
+from langgraph_fanout.delegation.client import A2AClient, delegate
+from langgraph_fanout.delegation.requests import AgentDelegationRequest, DelegationResult
+from langgraph_fanout.engine.agents import SubAgent
+from langgraph_fanout.engine.call import Task
+from langgraph_fanout.engine.dispatch import (
     Dispatcher,
-    DispatchMode,
     DispatchResult,
     dispatch_agents,
     dispatch_agents_sync,
 )
-from .ensemble import vote, vote_sync
-from .errors import (
+from langgraph_fanout.engine.ensemble import vote, vote_sync
+from langgraph_fanout.engine.options import GuardOptions, Guards
+from langgraph_fanout.engine.plan import DispatchPlan, plan_dispatch
+from langgraph_fanout.engine.registry import AgentRegistry
+from langgraph_fanout.engine.run import DispatchMode
+from langgraph_fanout.errors import (
     AgentError,
     AgentLimitExceeded,
     BudgetExceeded,
@@ -65,39 +80,30 @@ from .errors import (
     UnpricedModelWarning,
     VoteTie,
 )
-from .graphs import (
+from langgraph_fanout.graphs.fan import (
     as_dispatch_result,
     create_fan_in_graph,
     create_fan_out_graph,
-    create_pipeline_graph,
-    create_tree_graph,
-    parallel,
 )
-from .hedging import HedgePolicy
-from .limits import DispatchResourceLimits
-from .options import GuardOptions, Guards
-from .plan import DispatchPlan, plan_dispatch
-from .prompts import PromptTemplate
-from .ratelimit import RateLimiter, shared_limiter
-from .recovery import ErrorRecoveryPolicy, ErrorStrategy
-from .redaction import RedactionMode, Redactor
-from .report import DispatchReport
-from .results import Attempt, Status, SubAgentResult
-from .security import InjectionPolicy, ScreeningPolicy
-from .stopping import (
-    DispatchProgress,
-    StopCondition,
-    stop_after_failures,
-    stop_after_successes,
-    stop_on_first_failure,
-    stop_when,
-)
-from .tools import (
+from langgraph_fanout.graphs.pipeline import create_pipeline_graph, parallel
+from langgraph_fanout.graphs.records import result_from_record, result_to_record
+from langgraph_fanout.graphs.tree import create_tree_graph
+from langgraph_fanout.guards.breaker import BreakerConfig, BreakerRegistry, CircuitBreaker
+from langgraph_fanout.guards.cache import CacheMode, IdempotencyCache
+from langgraph_fanout.guards.hedging import HedgePolicy
+from langgraph_fanout.guards.ledger import CostLedger
+from langgraph_fanout.guards.limits import DispatchResourceLimits
+from langgraph_fanout.guards.pricing import Price, lookup_price
+from langgraph_fanout.guards.ratelimit import RateLimiter, shared_limiter
+from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, ErrorStrategy
+from langgraph_fanout.guards.redaction import RedactionMode, Redactor
+from langgraph_fanout.guards.screening import InjectionPolicy, ScreeningPolicy
+from langgraph_fanout.guards.tokens import count_message_tokens, count_tokens
+from langgraph_fanout.tools.factories import (
     create_delegate_tool,
     create_dispatch_tool,
     create_vote_tool,
 )
-from .voting import Vote, majority_vote
 
 __all__ = [
     "A2AClient",
@@ -107,6 +113,7 @@ __all__ = [
     "AgentRegistry",
     "Attempt",
     "BreakerConfig",
+    "BreakerRegistry",
     "BudgetExceeded",
     "CacheBackendWarning",
     "CacheKeyError",
@@ -188,6 +195,8 @@ __all__ = [
     "parallel",
     "plan_dispatch",
     "rank_by_metric",
+    "result_from_record",
+    "result_to_record",
     "shared_limiter",
     "stop_after_failures",
     "stop_after_successes",
@@ -196,3 +205,30 @@ __all__ = [
     "vote",
     "vote_sync",
 ]
+
+
+def _show_the_face() -> None:
+    """Set ``__module__`` of every re-exported class and function to this package.
+
+    String annotations of a class (``from __future__ import annotations``) are resolved
+    first, in the module that defines them: ``typing.get_type_hints`` looks names up in
+    ``sys.modules[cls.__module__]``, which is no longer that module afterwards.
+    """
+    ours = [
+        obj
+        for obj in (globals()[name] for name in __all__)
+        if str(getattr(obj, "__module__", "")).startswith("langgraph_fanout.")
+    ]
+    for obj in ours:
+        own = _inspect.get_annotations(obj) if isinstance(obj, type) else None
+        if own and any(isinstance(v, str) for v in own.values()):
+            try:
+                hints = _typing.get_type_hints(obj, include_extras=True)
+            except NameError:  # a name imported for type checking only: left as it is
+                continue
+            obj.__annotations__ = {k: hints.get(k, v) for k, v in own.items()}
+    for obj in ours:
+        obj.__module__ = __name__
+
+
+_show_the_face()

@@ -1,0 +1,4 @@
+"""Reading outputs, aggregators and voting.
+
+Private: import from ``langgraph_fanout``.
+"""

@@ -1,0 +1,103 @@
+"""Prompt templates: validated up front, rendered without ever re-parsing arguments.
+
+Templates are the developer's and are never rewritten: only simple ``{name}`` fields are
+allowed (no attribute or index access, conversions or format specs), and ``{{``/``}}`` are
+literal braces. Arguments are untrusted text: they are spliced in as they are, so braces in
+an argument never become template fields.
+
+Example:
+    >>> t = PromptTemplate.parse("Classify: {text}")
+    >>> t.render({"text": "a {not a field}"})
+    'Classify: a {not a field}'
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph_fanout.errors import InvalidInputError
+
+__all__ = ["PromptTemplate", "validate_arguments"]
+
+_FORMATTER = string.Formatter()
+
+
+@dataclass(frozen=True, slots=True)
+class PromptTemplate:
+    """A parsed template: literal pieces and field names, in order."""
+
+    source: str
+    literals: tuple[str, ...]
+    fields: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, template: str) -> PromptTemplate:
+        """Parse and validate ``template``.
+
+        Raises:
+            InvalidInputError: a field is not a plain identifier, or the braces do not balance.
+        """
+        if not isinstance(template, str):
+            raise InvalidInputError(
+                problems=[(-1, f"template must be a str, got {type(template).__name__}")]
+            )
+        literals: list[str] = []
+        fields: list[str] = []
+        problems: list[tuple[int, str]] = []
+        try:
+            parsed = list(_FORMATTER.parse(template))
+        except ValueError as exc:
+            raise InvalidInputError(
+                problems=[(-1, f"{exc} (write '{{{{' for a literal brace)")]
+            ) from None
+        pending = ""
+        for literal, name, spec, conversion in parsed:
+            pending += literal
+            if name is None:
+                continue
+            if not name.isidentifier():
+                what = "empty field '{}'" if name == "" else f"field {{{name}}}"
+                problems.append((-1, f"{what} is not allowed: use a plain name such as {{text}}"))
+            elif conversion or spec:
+                problems.append((-1, f"field {{{name}}} may not have a conversion or format spec"))
+            literals.append(pending)
+            fields.append(name)
+            pending = ""
+        if problems:
+            raise InvalidInputError(problems=problems)
+        literals.append(pending)
+        return cls(template, tuple(literals), tuple(fields))
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self.fields)
+
+    def render(self, arguments: Mapping[str, Any]) -> str:
+        """Splice ``arguments`` into the template (values are converted with ``str``)."""
+        if not self.fields:
+            return self.literals[0]
+        parts: list[str] = []
+        for literal, name in zip(self.literals, self.fields, strict=False):
+            parts.append(literal)
+            parts.append(str(arguments[name]))
+        parts.append(self.literals[-1])
+        return "".join(parts)
+
+
+def validate_arguments(template: PromptTemplate, arguments: Sequence[Any]) -> list[tuple[int, str]]:
+    """Return ``(index, reason)`` for every argument set the template cannot render."""
+    problems: list[tuple[int, str]] = []
+    needed = template.names
+    for index, args in enumerate(arguments):
+        if not isinstance(args, Mapping):
+            problems.append(
+                (index, f"arguments must be a mapping of field names, got {type(args).__name__}")
+            )
+            continue
+        missing = needed.difference(args)
+        if missing:
+            problems.append((index, f"missing field(s) {sorted(missing)}"))
+    return problems

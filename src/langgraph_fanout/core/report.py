@@ -1,0 +1,234 @@
+"""``DispatchReport``: what a dispatch did, measured, never estimated after the fact."""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from langgraph_fanout.core.results import Status, SubAgentResult
+from langgraph_fanout.errors import CallCancelled
+from langgraph_fanout.guards.ledger import CostLedger
+
+__all__ = ["DispatchReport", "ReportBuilder"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatchReport:
+    """Counts, time, cost and tokens of one dispatch.
+
+    Attributes:
+        inputs: inputs of the dispatch; ``succeeded + failed + cancelled + skipped == inputs``.
+        calls_started: agent invocations made (retries and fallbacks included, cache hits not).
+        failures_by_kind: error kind -> inputs that ended with it (cancelled/skipped included).
+        success_rate: ``succeeded / inputs`` (1.0 for an empty dispatch).
+        wall_time_s: time from start to the last result.
+        busy_time_s: sum of every input's call time.
+        parallelism: ``busy_time_s / wall_time_s``, the average number of calls in flight.
+        latency_p50_s / latency_p95_s / latency_max_s: call time of inputs that ran.
+        stop_reason: why the dispatch stopped early, if it did.
+        estimated_usd: worst-case estimates of this dispatch's last attempts (refused ones
+            included).
+        spent_usd: cost committed for this dispatch's own calls, from real usage.
+        total_spent_usd / refused_usd / overshoot_usd / budget_usd: the budget ledger of the
+            whole run (nested dispatches and anything else sharing the ledger):
+            everything spent, the worst case of calls it refused ("would have cost"),
+            and real cost above reservations.
+        cost_by_agent: agent -> committed cost.
+        cache_hits: inputs served by the idempotency cache (or shared with a call in flight).
+        retries / fallbacks / breaker_openings: recovery counts.
+        rate_wait_s: total time inputs waited on rate limiters (not part of call latency).
+        hedges_launched / hedges_won: duplicates started for slow calls, and how many won.
+        calls_saved: inputs a stop condition ended before they were called (e.g. voters
+            no longer needed once the vote was decided). cost_saved_usd: those calls
+            priced at the mean cost of this dispatch's successful calls (an estimate).
+    """
+
+    inputs: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    skipped: int = 0
+    calls_started: int = 0
+    failures_by_kind: dict[str, int] = field(default_factory=dict)
+    success_rate: float = 1.0
+    wall_time_s: float = 0.0
+    busy_time_s: float = 0.0
+    parallelism: float = 0.0
+    latency_p50_s: float = 0.0
+    latency_p95_s: float = 0.0
+    latency_max_s: float = 0.0
+    stop_reason: str | None = None
+    estimated_usd: float = 0.0
+    spent_usd: float = 0.0
+    total_spent_usd: float = 0.0
+    refused_usd: float = 0.0
+    overshoot_usd: float = 0.0
+    budget_usd: float | None = None
+    cost_by_agent: dict[str, float] = field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    fallbacks: int = 0
+    breaker_openings: int = 0
+    rate_wait_s: float = 0.0
+    hedges_launched: int = 0
+    hedges_won: int = 0
+    calls_saved: int = 0
+    cost_saved_usd: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line for logs and tool messages."""
+        parts = [f"{self.succeeded}/{self.inputs} ok"]
+        for kind, n in sorted(self.failures_by_kind.items()):
+            parts.append(f"{n} {kind}")
+        parts.append(f"{self.wall_time_s:.2f}s")
+        parts.append(f"${self.spent_usd:.4f}")
+        if self.budget_usd is not None:
+            parts[-1] += f" of ${self.budget_usd:.4f}"
+        if self.refused_usd:
+            parts.append(f"refused ${self.refused_usd:.4f}")
+        if self.cache_hits:
+            parts.append(f"{self.cache_hits} cached")
+        if self.stop_reason:
+            parts.append(f"stopped: {self.stop_reason}")
+        return ", ".join(parts)
+
+
+# Attempt error kinds of attempts refused before the agent was called.
+_NOT_CALLED = frozenset(
+    {"circuit_open", "budget_exceeded", "unpriced_model", "agent_limit", "depth_limit"}
+)
+
+
+class ReportBuilder:
+    """Adds results one at a time (a million-item stream keeps only latencies)."""
+
+    def __init__(self) -> None:
+        self._status: Counter[Status] = Counter()
+        self._kinds: Counter[str] = Counter()
+        self._latencies = array("d")
+        self._busy = 0.0
+        self._calls = 0
+        self._estimated = 0.0
+        self._spent = 0.0
+        self._by_agent: defaultdict[str, float] = defaultdict(float)
+        self._tokens_in = 0
+        self._tokens_out = 0
+        self._cache_hits = 0
+        self._retries = 0
+        self._fallbacks = 0
+        self._rate_wait = 0.0
+        self._breakers = 0
+        self._hedges = 0
+        self._hedges_won = 0
+        self._saved = 0
+
+    def add(self, result: SubAgentResult) -> None:
+        self._status[result.status] += 1
+        error = result.error
+        if error is not None:
+            self._kinds[error.kind] += 1
+            if isinstance(error, CallCancelled) and not error.started:
+                self._saved += 1
+        attempts = result.attempts
+        if attempts:
+            self._latencies.append(result.duration_s)
+            self._busy += result.duration_s
+            n = len(attempts)
+            self._calls += n
+            if n > 1:
+                self._retries += n - 1
+            if n > 1 or attempts[0].error is not None:
+                # An attempt refused before it started (breaker, budget...) made no call.
+                self._calls -= sum(1 for a in attempts if a.error in _NOT_CALLED)
+        if result.fallback_used:
+            self._fallbacks += 1
+        if result.cost_usd or result.estimated_cost_usd:
+            self._estimated += result.estimated_cost_usd
+            self._spent += result.cost_usd
+            self._by_agent[result.agent_used or result.agent] += result.cost_usd
+        if result.input_tokens or result.output_tokens:
+            self._tokens_in += result.input_tokens
+            self._tokens_out += result.output_tokens
+        if result.cache_hit:
+            self._cache_hits += 1
+        if result.rate_wait_s:
+            self._rate_wait += result.rate_wait_s
+        if result.breakers_opened:
+            self._breakers += result.breakers_opened
+        if result.hedges:
+            self._hedges += result.hedges
+            self._calls += result.hedges
+            self._hedges_won += result.hedge_won
+
+    def build(self, *, wall_time_s: float, **extra: Any) -> DispatchReport:
+        n = sum(self._status.values())
+        ok = self._status[Status.OK]
+        lat = sorted(self._latencies)
+        return DispatchReport(
+            inputs=n,
+            succeeded=ok,
+            failed=self._status[Status.ERROR],
+            cancelled=self._status[Status.CANCELLED],
+            skipped=self._status[Status.SKIPPED],
+            calls_started=self._calls,
+            failures_by_kind=dict(self._kinds),
+            success_rate=ok / n if n else 1.0,
+            wall_time_s=wall_time_s,
+            busy_time_s=self._busy,
+            parallelism=self._busy / wall_time_s if wall_time_s > 0 else 0.0,
+            latency_p50_s=_quantile(lat, 0.50),
+            latency_p95_s=_quantile(lat, 0.95),
+            latency_max_s=lat[-1] if lat else 0.0,
+            estimated_usd=self._estimated,
+            spent_usd=extra.pop("spent_usd", self._spent),
+            cost_by_agent=dict(self._by_agent),
+            input_tokens=self._tokens_in,
+            output_tokens=self._tokens_out,
+            cache_hits=self._cache_hits,
+            retries=self._retries,
+            fallbacks=self._fallbacks,
+            rate_wait_s=self._rate_wait,
+            breaker_openings=self._breakers,
+            hedges_launched=self._hedges,
+            hedges_won=self._hedges_won,
+            calls_saved=self._saved,
+            cost_saved_usd=self._saved * (self._spent / ok) if ok else 0.0,
+            **extra,
+        )
+
+
+def build_report(
+    builder: ReportBuilder,
+    ledger: CostLedger,
+    *,
+    wall_time_s: float,
+    stop_reason: str | None,
+) -> DispatchReport:
+    """The report of ``builder``'s results with the run's ledger totals, read from one
+    ledger snapshot (so the totals agree with each other)."""
+    books = ledger.snapshot()
+    return builder.build(
+        wall_time_s=wall_time_s,
+        stop_reason=stop_reason,
+        budget_usd=books.limit_usd,
+        total_spent_usd=books.spent_usd,
+        refused_usd=books.refused_usd,
+        overshoot_usd=books.overshoot_usd,
+    )
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """Nearest-rank quantile of an ordered list (0.0 when empty)."""
+    if not ordered:
+        return 0.0
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]

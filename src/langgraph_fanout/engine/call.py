@@ -1,0 +1,644 @@
+"""The one call pipeline: every sub-agent call of the engine, the graphs and the tools.
+
+::
+
+    Task -> screen arguments (injection flags or refusal; optional input redaction)
+         -> cache (idempotency key; a hit returns at once, identical calls in flight share one)
+         -> recovery (retries, then fallbacks in order; breaker asked before each attempt)
+              per attempt: count -> estimate + reserve budget -> rate limit -> slot
+                           -> invoke (timeout, usage captured) -> settle cost
+              (with a ``HedgePolicy``, a slow attempt gets a duplicate; the first wins)
+         -> redact output -> store -> SubAgentResult
+
+Nothing else in the package calls a sub-agent. A ``CallPipeline`` is built per dispatch
+from the shared run state and the dispatch's ``Guards``; calling it with a ``Task`` returns
+that input's one result. Cancellation is never swallowed here: reservations and slots are
+settled and the ``CancelledError`` goes on to the engine, which decides what it means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackManager
+from langchain_core.runnables import RunnableConfig
+
+from langgraph_fanout.core.prompts import PromptTemplate
+from langgraph_fanout.core.results import Status, SubAgentResult
+from langgraph_fanout.engine.agents import SubAgent
+from langgraph_fanout.engine.estimate import CostEstimator
+from langgraph_fanout.errors import (
+    AgentError,
+    CacheKeyError,
+    CallCancelled,
+    CallError,
+    CallTimeout,
+    InjectionDetected,
+    InvalidItem,
+    RefusedError,
+    UnestimatedCostWarning,
+    UnpricedModel,
+    UnpricedModelWarning,
+)
+from langgraph_fanout.guards.breaker import BreakerRegistry, default_breakers
+from langgraph_fanout.guards.cache import (
+    CacheEntry,
+    CacheMode,
+    CacheSource,
+    IdempotencyCache,
+    cache_key,
+)
+from langgraph_fanout.guards.classify import retry_after_s as provider_retry_after
+from langgraph_fanout.guards.hedging import HedgePolicy, HedgeTracker
+from langgraph_fanout.guards.ledger import Reservation, UsageCapture
+from langgraph_fanout.guards.limits import (
+    Scope,
+    SharedRun,
+    SlotLease,
+    current_scope,
+    enter_scope,
+    exit_scope,
+)
+from langgraph_fanout.guards.pricing import Price
+from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, run_with_recovery
+from langgraph_fanout.guards.screening import ScreeningPolicy
+from langgraph_fanout.guards.tokens import TokenCounter
+
+__all__ = ["CallPipeline", "PipelineGuards", "Task"]
+
+
+@dataclass(slots=True, kw_only=True)
+class Task:
+    """One input of a dispatch: which agent, what prompt, which sample (read-only; not
+    frozen only because it is built once per input on the hot path).
+
+    Args:
+        index: position of the input (results keep it).
+        agent: the sub-agent to call.
+        prompt: the rendered input (a string, messages, or whatever the agent takes).
+        arguments: the untrusted arguments the prompt was rendered from (for screening).
+        template: the template ``prompt`` was rendered from (to re-render redacted arguments).
+        sample: sample index; distinct voters of one question have distinct samples.
+        key: an optional user idempotency key.
+        invalid: why this input cannot be called (it then ends as ``InvalidItem``).
+    """
+
+    index: int
+    agent: SubAgent
+    prompt: Any
+    arguments: Mapping[str, Any] | None = None
+    template: PromptTemplate | None = None
+    sample: int = 0
+    key: str | None = None
+    invalid: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class PipelineGuards:
+    """How one dispatch configures the pipeline's guards (what is shared lives in ``SharedRun``).
+
+    Args:
+        policy: retry/fallback policy; ``ErrorRecoveryPolicy()`` retries transient errors twice.
+        resolve: turns a fallback name into a ``SubAgent`` (the dispatch's agent registry).
+        breakers: circuit breakers by agent name (process-wide by default).
+        cache: the idempotency cache, or ``None`` for no caching.
+        cache_mode: use, refresh or bypass the cache.
+        screening: argument screening and output redaction, or ``None`` for neither.
+        prices: model id -> ``Price`` overrides.
+        counter: token counter for estimates (the default one when ``None``).
+        sleep: the async sleep used for backoff (inject a fake in tests).
+        rng: jitter source.
+        hedge: when to start a duplicate of a slow call (``None``: never).
+    """
+
+    policy: ErrorRecoveryPolicy = field(default_factory=ErrorRecoveryPolicy)
+    resolve: Callable[[Any], SubAgent] = SubAgent.of
+    breakers: BreakerRegistry = field(default_factory=lambda: default_breakers)
+    cache: IdempotencyCache | None = None
+    cache_mode: CacheMode = CacheMode.USE
+    screening: ScreeningPolicy | None = None
+    prices: Mapping[str, Price] | None = None
+    counter: TokenCounter | None = None
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rng: random.Random | None = None
+    hedge: HedgePolicy | None = None
+
+
+@dataclass(slots=True)
+class _Account:
+    """What the attempts of one call used, added up."""
+
+    cost: float = 0.0
+    estimate: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    rate_wait: float = 0.0
+    hedges: int = 0
+    hedge_won: bool = False
+    prompt: Any = None
+
+
+class _Failed(Exception):
+    """Carries a failed result out of the cache's compute (failures are never stored)."""
+
+    def __init__(self, result: SubAgentResult) -> None:
+        super().__init__(result.error)
+        self.result = result
+
+
+class _CallUsage(UsageCapture):
+    """Usage of the model calls made by *this* call, not by dispatches nested inside it.
+
+    LangChain hands a parent's callbacks down to everything that runs inside it, nested
+    dispatches included; those bill their own calls, so runs started under another scope
+    are ignored here (no double billing).
+    """
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__()
+        self._scope = scope
+        self._ours: set[UUID] = set()
+
+    def _started(self, run_id: UUID, metadata: dict[str, Any] | None) -> None:
+        if current_scope() is self._scope:
+            self._ours.add(run_id)
+            super()._started(run_id, metadata)
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        if run_id in self._ours:
+            self._ours.discard(run_id)
+            super().on_llm_end(response, run_id=run_id, **kwargs)
+
+
+class CallPipeline:
+    """Runs a ``Task`` through the guards and returns its ``SubAgentResult``."""
+
+    def __init__(
+        self,
+        *,
+        run: SharedRun,
+        depth: int,
+        config: RunnableConfig | None,
+        guards: PipelineGuards,
+        timeout_s: float | None = None,
+    ) -> None:
+        self._run = run
+        self._depth = depth
+        self._config = config
+        self._guards = guards
+        self._timeout = timeout_s
+        self._fallbacks = tuple(guards.resolve(f) for f in guards.policy.fallback_tools)
+        self._estimator = CostEstimator(
+            default_max_output_tokens=run.limits.default_max_output_tokens,
+            prices=guards.prices,
+            counter=guards.counter,
+            learned=run.input_ratio,
+        )
+        self._identity: dict[int, dict[str, Any]] = {}
+        self._unpriced_warned: set[str] = set()
+        self.hedging = None if guards.hedge is None else HedgeTracker(guards.hedge)
+        self._needs_estimate = run.ledger.limit_usd is not None or (
+            run.limiter is not None and run.limiter.limits.tokens_per_minute is not None
+        )
+
+    async def __call__(self, task: Task, config: RunnableConfig | None = None) -> SubAgentResult:
+        """The one result of ``task``; ``config`` replaces the dispatch's for this call
+        (a graph node's own callbacks)."""
+        if config is None:
+            config = self._config
+        if task.invalid is not None:
+            return _refused(task, InvalidItem(index=task.index, reason=task.invalid))
+        prompt = task.prompt
+        flags: tuple[str, ...] = ()
+        screening = self._guards.screening
+        if screening is not None and task.arguments is not None:
+            try:
+                args, found, _ = screening.screen_input(task.arguments)
+            except InjectionDetected as error:
+                return _refused(task, error)
+            flags = tuple(f"injection:{f.field}:{','.join(f.markers)}" for f in found)
+            if args is not task.arguments and task.template is not None:
+                prompt = task.template.render(args)
+        cache = self._guards.cache
+        if cache is None:
+            result = await self._recover(task, prompt, config)
+        else:
+            result = await self._cached(cache, task, prompt, config)
+        if flags:
+            result.flags = flags + result.flags
+        return result
+
+    async def _cached(
+        self, cache: IdempotencyCache, task: Task, prompt: Any, config: RunnableConfig | None
+    ) -> SubAgentResult:
+        agent = task.agent
+        identity = self._identity.get(id(agent))
+        if identity is None:
+            identity = self._identity[id(agent)] = agent.identity()
+        try:
+            key = cache_key(agent=identity, prompt=prompt, sample=task.sample, user_key=task.key)
+        except CacheKeyError as error:
+            return _refused(task, error)
+        mine: list[SubAgentResult] = []
+
+        async def compute() -> CacheEntry:
+            result = await self._recover(task, prompt, config)
+            mine.append(result)
+            if not result.ok:
+                raise _Failed(result)
+            return CacheEntry(
+                output=result.output,
+                agent_used=result.agent_used or agent.name,
+                input_tokens=result.input_tokens,
+                output_tokens=result.output_tokens,
+                cost_usd=result.cost_usd,
+            )
+
+        try:
+            entry, source = await cache.run(key, compute, mode=self._guards.cache_mode)
+        except _Failed as failed:
+            if mine:
+                return mine[0]
+            shared = failed.result.error
+            if isinstance(shared, RefusedError | CallCancelled | CallTimeout):
+                # The leader was stopped by its own dispatch (budget, limits, deadline, its
+                # timeout): that says nothing about the agent, so make our own call.
+                return await self._recover(task, prompt, config)
+            # The agent itself failed for the leader: share that, as a success would be
+            # shared, rather than N followers repeating the same failing call.
+            return SubAgentResult.from_error(
+                index=task.index,
+                agent=agent.name,
+                error=shared or CallError("shared call failed"),
+                sample=task.sample,
+                cache_hit=True,
+            )
+        if source is CacheSource.MISS and mine:
+            return mine[0]
+        return SubAgentResult(
+            index=task.index,
+            agent=agent.name,
+            status=Status.OK,
+            output=entry.output,
+            agent_used=entry.agent_used,
+            cache_hit=True,
+            sample=task.sample,
+        )
+
+    async def _recover(
+        self, task: Task, prompt: Any, config: RunnableConfig | None
+    ) -> SubAgentResult:
+        loop = asyncio.get_running_loop()
+        guards = self._guards
+        account = _Account()
+        started = loop.time()
+
+        async def attempt(agent: SubAgent) -> Any:
+            if self.hedging is not None:
+                return await self._hedged(self.hedging, task, agent, prompt, account, config)
+            return await self._attempt(task, agent, prompt, account, config)
+
+        outcome = await run_with_recovery(
+            attempt,
+            primary=task.agent,
+            fallbacks=self._fallbacks,
+            policy=guards.policy,
+            name_of=_name_of,
+            breakers=guards.breakers,
+            sleep=guards.sleep,
+            rng=guards.rng,
+            clock=loop.time,
+        )
+        error = outcome.error
+        output = outcome.output
+        flags: tuple[str, ...] = ()
+        screening = guards.screening
+        if error is None and screening is not None and screening.redact_outputs:
+            output, report = screening.screen_output(output)
+            flags = tuple(f"redacted:{kind}:{n}" for kind, n in sorted(report.counts.items()))
+        return SubAgentResult(
+            index=task.index,
+            agent=task.agent.name,
+            status=Status.OK if error is None else SubAgentResult.status_of(error),
+            output=output,
+            error=error,
+            duration_s=max(0.0, loop.time() - started - account.rate_wait),
+            attempts=outcome.attempts,
+            agent_used=outcome.agent_used,
+            cost_usd=account.cost,
+            estimated_cost_usd=account.estimate,
+            input_tokens=account.tokens_in,
+            output_tokens=account.tokens_out,
+            rate_wait_s=account.rate_wait,
+            sample=task.sample,
+            flags=flags,
+            breakers_opened=outcome.breaker_opened,
+            hedges=account.hedges,
+            hedge_won=account.hedge_won,
+        )
+
+    async def _hedged(
+        self,
+        tracker: HedgeTracker,
+        task: Task,
+        agent: SubAgent,
+        prompt: Any,
+        account: _Account,
+        config: RunnableConfig | None,
+    ) -> Any:
+        """An attempt that gets a duplicate if it runs past the hedge threshold.
+
+        The first copy to succeed wins; the other is cancelled (its reservation released)
+        and awaited, so no task outlives the attempt.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        tracker.started()
+        threshold = tracker.threshold_s()
+        # Each copy records when it was sent: the clock starts then, not while it waits
+        # for the rate limiter or a slot (a queued call is not a slow call).
+        sent: dict[asyncio.Task[Any], list[float]] = {}
+        first_sent: list[float] = []
+        first = asyncio.create_task(
+            self._attempt(task, agent, prompt, account, config, sent=first_sent)
+        )
+        sent[first] = first_sent
+        copies = [first]
+        try:
+            if threshold is not None:
+                while not first.done():
+                    left = threshold if not first_sent else first_sent[0] + threshold - loop.time()
+                    if first_sent and left <= 0:
+                        break
+                    await asyncio.wait(copies, timeout=left)
+                if not first.done() and tracker.try_launch():
+                    account.hedges += 1
+                    hedge_sent: list[float] = []
+                    hedge = asyncio.create_task(
+                        self._attempt(
+                            task, agent, prompt, account, config, hedge=True, sent=hedge_sent
+                        )
+                    )
+                    sent[hedge] = hedge_sent
+                    copies.append(hedge)
+            pending: set[asyncio.Task[Any]] = set(copies)
+            error: BaseException | None = None
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for copy in sorted(done, key=copies.index):
+                    failure = copy.exception()
+                    if failure is None:
+                        own = sent[copy]
+                        tracker.observe(loop.time() - (own[0] if own else started))
+                        if copy is not first:
+                            tracker.record_win()
+                            account.hedge_won = True
+                        return copy.result()
+                    error = error or failure
+            assert error is not None
+            raise error
+        finally:
+            for copy in copies:
+                if not copy.done():
+                    copy.cancel()
+            await asyncio.wait(copies)
+            for copy in copies:
+                if not copy.cancelled():
+                    copy.exception()  # retrieved: a loser's error is not "never retrieved"
+
+    async def _attempt(
+        self,
+        task: Task,
+        agent: SubAgent,
+        prompt: Any,
+        account: _Account,
+        config: RunnableConfig | None,
+        *,
+        hedge: bool = False,
+        sent: list[float] | None = None,
+    ) -> Any:
+        """One attempt of one agent: count, reserve, wait for the rate, take a slot, invoke.
+
+        A hedge takes the next free slot ahead of calls not started yet: it exists to cut
+        the tail, which waiting in line would defeat.
+        """
+        run = self._run
+        run.count_agent()
+        estimate, tokens = 0.0, 0
+        if self._needs_estimate:
+            if agent.model in _COUNTED_MODELS or not self._counts_tokens(agent):
+                estimate, tokens = self._estimate(agent, prompt)
+            else:
+                # The first count for a model loads (and may seed) tiktoken's encoding: file
+                # I/O and ~0.3 s of CPU that must not block the event loop.
+                estimate, tokens = await asyncio.to_thread(self._estimate, agent, prompt)
+                _COUNTED_MODELS.add(agent.model)
+        account.estimate = estimate  # kept on a refusal too: the report's "would have cost"
+        # Under a budget every attempt is admitted by the ledger, a zero estimate included
+        # (a call of unknown cost needs room left); without one there is nothing to hold.
+        reservation = (
+            run.ledger.reserve(
+                agent=agent.name,
+                estimate_usd=estimate,
+                unknown_cost=self._price(agent) is None,
+            )
+            if estimate or run.ledger.limit_usd is not None
+            else None
+        )
+        account.prompt = prompt
+        capture: _CallUsage | None = None
+        try:
+            if run.limiter is not None:
+                account.rate_wait += await run.limiter.acquire(tokens)
+            lease = SlotLease(run.concurrency)
+            await lease.acquire(first=hedge)
+            loop = asyncio.get_running_loop()
+            scope = Scope(run, self._depth, lease, loop)
+            token = enter_scope(scope)
+            if sent is not None:
+                sent.append(loop.time())
+            try:
+                if agent.accepts_config:
+                    capture = _CallUsage(scope)
+                    config = _with_call(config, capture, agent, task)
+                output = await self._invoke(agent, prompt, config)
+            finally:
+                exit_scope(token)
+                lease.release()
+        except BaseException as exc:
+            if capture is not None and capture.total().total_tokens:
+                cost = self._settle(agent, capture, estimate, account)
+                self._charge(agent, reservation, cost, account)
+            elif reservation is not None:
+                # No usage came back: a refused, failed, timed-out or cancelled call is not
+                # billed (an aborted request reports none), so the money is freed.
+                reservation.release()
+            if run.limiter is not None and isinstance(exc, Exception):
+                wait = provider_retry_after(exc)
+                if wait is not None:
+                    run.limiter.pause(min(wait, self._guards.policy.retry_after_cap_s))
+            raise
+        if capture is not None or reservation is not None:
+            cost = self._settle(agent, capture, estimate, account)
+            self._charge(agent, reservation, cost, account)
+        return output
+
+    def _charge(
+        self, agent: SubAgent, reservation: Reservation | None, cost: float, account: _Account
+    ) -> None:
+        """Settle an attempt's reservation with its real cost."""
+        if reservation is None:
+            self._run.ledger.charge(agent=agent.name, actual_usd=cost)
+        else:
+            reservation.commit(cost)
+        account.cost += cost
+
+    async def _invoke(self, agent: SubAgent, prompt: Any, config: RunnableConfig | None) -> Any:
+        try:
+            if self._timeout is None:
+                return await agent.ainvoke(prompt, config)
+            try:
+                async with asyncio.timeout(self._timeout) as cm:
+                    return await agent.ainvoke(prompt, config)
+            except TimeoutError:
+                if cm.expired():
+                    raise CallTimeout(agent=agent.name, timeout_s=self._timeout) from None
+                raise
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling() == 0:
+                # Nobody cancelled this task: the agent leaked a cancellation of its own
+                # (an inner future it awaited was cancelled). That is the agent's failure.
+                raise AgentError(
+                    agent=agent.name, cause_type="CancelledError", detail="cancelled inside"
+                ) from exc
+            raise
+
+    def _price(self, agent: SubAgent) -> Price | None:
+        return self._estimator.price(agent)
+
+    def _counts_tokens(self, agent: SubAgent) -> bool:
+        """Whether estimating this agent's call counts tokens (a price, or a token limit)."""
+        limiter = self._run.limiter
+        return self._price(agent) is not None or (
+            limiter is not None and limiter.limits.tokens_per_minute is not None
+        )
+
+    def _estimate(self, agent: SubAgent, prompt: Any) -> tuple[float, int]:
+        """Worst-case USD and tokens of one attempt (``CostEstimator.worst_case``)."""
+        if self._price(agent) is None:
+            if agent.model is not None or agent.kind == "chat_model":
+                self._unpriced(agent)
+            # Not a model itself (a callable or graph): the models it calls are billed
+            # from real usage when it returns, and the cap can be overshot meanwhile.
+            if agent.accepts_config and self._run.ledger.limit_usd is not None:
+                self._warn_unestimated(agent)
+            limiter = self._run.limiter
+            if limiter is None or limiter.limits.tokens_per_minute is None:
+                return 0.0, 0  # tokens only matter to a token-rate limiter
+        worst = self._estimator.worst_case(agent, prompt)
+        return worst.usd, worst.tokens
+
+    def _warn_unestimated(self, agent: SubAgent) -> None:
+        if agent.name in self._unpriced_warned:
+            return
+        self._unpriced_warned.add(agent.name)
+        warnings.warn(
+            f"agent {agent.name!r} states no model, so its worst case is unknown before it "
+            "runs: its calls are admitted while budget remains and billed from real usage "
+            "(overshoot is reported). Declare SubAgent.of(agent, model=..., "
+            "max_output_tokens=...) to reserve a worst case.",
+            UnestimatedCostWarning,
+            stacklevel=2,
+        )
+
+    def _unpriced(self, agent: SubAgent) -> None:
+        if self._run.ledger.limit_usd is not None and not self._run.limits.allow_unpriced:
+            raise UnpricedModel(agent=agent.name, model=agent.model)
+        if agent.name not in self._unpriced_warned:
+            self._unpriced_warned.add(agent.name)
+            warnings.warn(
+                f"no price known for model {agent.model!r} of agent {agent.name!r}: "
+                "its calls are counted at zero cost",
+                UnpricedModelWarning,
+                stacklevel=2,
+            )
+
+    def _settle(
+        self, agent: SubAgent, capture: _CallUsage | None, estimate: float, account: _Account
+    ) -> float:
+        """The real cost of an attempt, from the usage its model calls reported."""
+        if capture is None:
+            return 0.0
+        total = capture.total()
+        account.tokens_in += total.input_tokens
+        account.tokens_out += total.output_tokens
+        if agent.kind == "chat_model" and total.input_tokens and self._needs_estimate:
+            self._estimator.learn(agent, account.prompt, total.input_tokens)
+        if total.total_tokens == 0:
+            # Nothing reported: a model that ran without usage metadata is charged its
+            # worst case rather than nothing.
+            return estimate if capture.unreported_calls else 0.0
+        cost = capture.cost(self._price_for_capture(agent))
+        if cost is None:
+            # Without a budget nothing is left unenforced: the cost is just unknown (0).
+            if self._run.ledger.limit_usd is not None and agent.name not in self._unpriced_warned:
+                self._unpriced_warned.add(agent.name)
+                warnings.warn(
+                    f"agent {agent.name!r} called a model with no known price: "
+                    "charged its estimate",
+                    UnpricedModelWarning,
+                    stacklevel=2,
+                )
+            return estimate
+        return cost
+
+    def _price_for_capture(self, agent: SubAgent) -> Callable[[str | None], Price | None]:
+        own = self._price(agent)
+
+        def price_for(model: str | None) -> Price | None:
+            if own is not None and (model is None or model == agent.model):
+                return own
+            return self._estimator.price_of_model(model)
+
+        return price_for
+
+
+_COUNTED_MODELS: set[str | None] = set()  # models whose encoding is loaded in this process
+
+
+def _name_of(agent: SubAgent) -> str:
+    return agent.name
+
+
+def _refused(task: Task, error: CallError) -> SubAgentResult:
+    return SubAgentResult.from_error(
+        index=task.index, agent=task.agent.name, error=error, sample=task.sample
+    )
+
+
+def _with_call(
+    config: RunnableConfig | None, capture: UsageCapture, agent: SubAgent, task: Task
+) -> RunnableConfig:
+    """The dispatch's config plus this call's usage capture, run name and sample index."""
+    base: dict[str, Any] = dict(config or {})
+    callbacks = base.get("callbacks")
+    if isinstance(callbacks, BaseCallbackManager):
+        manager = callbacks.copy()
+        manager.add_handler(capture, inherit=True)
+        base["callbacks"] = manager
+    else:
+        base["callbacks"] = [*(callbacks or ()), capture]
+    base.setdefault("run_name", agent.name)
+    base["metadata"] = {
+        **(base.get("metadata") or {}),
+        "fanout_index": task.index,
+        "sample_index": task.sample,
+    }
+    return base  # type: ignore[return-value]

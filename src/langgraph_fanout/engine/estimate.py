@@ -1,0 +1,138 @@
+"""The cost estimator: the worst case of one attempt, for the budget and for the plan.
+
+The call pipeline reserves ``worst_case(agent, prompt)`` before each attempt, and
+``plan_dispatch`` adds up the same numbers without calling anything, so the plan's worst
+case is exactly what the engine would reserve. The worst case is the prompt's tokens as
+providers bill a chat request (tiktoken, ``TokenCounter.count_messages``) plus the agent's
+``max_output_tokens`` (or ``default_max_output_tokens``), priced with the agent's own
+price, the user's ``prices`` or the genai-prices table.
+
+Where the provider has billed more prompt tokens than we counted (hidden system tokens,
+another tokenizer), ``learn`` remembers the worst excess and ratio per model, and later
+worst cases of the same run cover them.
+
+Example:
+    >>> estimator = CostEstimator(default_max_output_tokens=1024)
+    >>> estimator.worst_case(SubAgent.of(model), "Classify: a receipt").usd
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+
+from langgraph_fanout.engine.agents import SubAgent
+from langgraph_fanout.guards.pricing import Price, lookup_price
+from langgraph_fanout.guards.tokens import TokenCounter, default_counter
+
+_RATIO_MIN_TOKENS = 256  # prompts shorter than this teach a fixed excess, not a ratio
+
+
+@dataclass(frozen=True, slots=True)
+class WorstCase:
+    """The worst case of one attempt: tokens in and out, and their price (0 unpriced)."""
+
+    usd: float
+    input_tokens: int
+    output_tokens: int
+    price: Price | None
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class CostEstimator:
+    """Prices and counts attempts the same way for the budget and for the plan.
+
+    Args:
+        default_max_output_tokens: the output assumed for an agent that states none.
+        prices: model id -> ``Price`` overrides.
+        counter: the token counter (the process's default one when ``None``).
+        learned: where what the provider billed beyond our count is kept (a run's
+            ``SharedRun.input_ratio``, shared by its nested dispatches); ``None``: nothing
+            is learned (a plan).
+    """
+
+    __slots__ = ("_counter", "_default_out", "_learned", "_priced", "_prices")
+
+    def __init__(
+        self,
+        *,
+        default_max_output_tokens: int,
+        prices: Mapping[str, Price] | None = None,
+        counter: TokenCounter | None = None,
+        learned: dict[tuple[str | None, str], float] | None = None,
+    ) -> None:
+        self._default_out = default_max_output_tokens
+        self._prices = prices
+        self._counter = counter if counter is not None else default_counter()
+        self._learned = learned
+        self._priced: dict[int, Price | None] = {}
+
+    def price(self, agent: SubAgent) -> Price | None:
+        """The agent's price: its own, an override, or the price table's (``None``)."""
+        key = id(agent)
+        try:
+            return self._priced[key]
+        except KeyError:
+            pass
+        price = agent.price or lookup_price(
+            agent.model, provider=agent.provider, overrides=self._prices
+        )
+        self._priced[key] = price
+        return price
+
+    def price_of_model(self, model: str | None) -> Price | None:
+        """The price of a model an agent called (found in its usage)."""
+        return lookup_price(model, overrides=self._prices)
+
+    def max_output(self, agent: SubAgent) -> int:
+        return agent.max_output_tokens or self._default_out
+
+    def prompt_tokens(self, agent: SubAgent, prompt: Any) -> int:
+        """Prompt tokens of ``prompt`` as the provider of ``agent`` bills them (counted)."""
+        return self._counter.count_messages(countable(prompt), agent.model)
+
+    def worst_case(self, agent: SubAgent, prompt: Any) -> WorstCase:
+        """Every output token used, no prompt-cache discount, what was learned covered."""
+        counted = self.prompt_tokens(agent, prompt)
+        out = self.max_output(agent)
+        learned = self._learned
+        if learned:
+            ratio = learned.get((agent.model, "ratio"), 1.0)
+            excess = learned.get((agent.model, "excess"), 0.0)
+            counted = max(math.ceil(counted * ratio), counted + math.ceil(excess))
+        price = self.price(agent)
+        usd = 0.0 if price is None else price.cost(counted, out)
+        return WorstCase(usd=usd, input_tokens=counted, output_tokens=out, price=price)
+
+    def learn(self, agent: SubAgent, prompt: Any, reported: int) -> None:
+        """Remember how much the provider's prompt count exceeds ours for this model."""
+        seen = self._learned
+        if seen is None:
+            return
+        counted = self.prompt_tokens(agent, prompt)  # the counter caches by text
+        if not counted or reported <= counted:
+            return
+        excess_key, ratio_key = (agent.model, "excess"), (agent.model, "ratio")
+        seen[excess_key] = max(seen.get(excess_key, 0.0), float(reported - counted))
+        if counted >= _RATIO_MIN_TOKENS:  # short prompts are mostly fixed overhead
+            seen[ratio_key] = max(seen.get(ratio_key, 1.0), reported / counted)
+
+
+def countable(prompt: Any) -> str | Sequence[BaseMessage]:
+    """What a prompt is counted as: text, messages, or anything else as its JSON."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, Sequence) and all(isinstance(m, BaseMessage) for m in prompt):
+        return list(prompt)
+    try:
+        return json.dumps(prompt, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(prompt)

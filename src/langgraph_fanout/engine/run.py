@@ -1,0 +1,434 @@
+"""The run controller: the live state of one dispatch or one graph run, and the only run loop.
+
+A ``RunController`` is opened where a run starts (``Dispatcher.run``, a graph's first
+node) and closed where it ends. Opening resolves the scope once: a top-level run gets a
+new ``SharedRun`` (budget, agent count, concurrency slots, rate limiter); a nested one
+draws from its parent's (on another event loop, through a view of it) and lends it the
+parent call's slot while it runs. The controller owns the run's window, its deadline, its
+gates and its cancellation; it builds the call pipeline once and turns every input into
+exactly one result.
+
+Two schedulers use it and nothing else:
+
+- the engine calls ``feed``: inputs are taken lazily, at most one window's worth in
+  flight, each in a task of one ``TaskGroup``;
+- a graph node calls ``call`` for its own input: LangGraph schedules the nodes, the
+  controller admits them through the same window and gates.
+
+Gates are stop conditions asked after every finished input, in this order: all-or-nothing
+(``stop_on_any_failure``), ``max_failure_rate`` (``stop_on_failure_rate``), an unreachable
+``min_success_count`` (``stop_when_unreachable``), then the user's ``stop=`` and a vote's
+early decision. A stop starts nothing more; the calls in flight are cancelled (unless the
+gate lets them end) and end as ``CallCancelled(started=True)``, and inputs never started
+end as ``CallCancelled(started=False)``.
+
+Example:
+    >>> async with RunController(spec, total=len(tasks)) as run:
+    ...     await run.feed(iter(tasks), results.append)
+    >>> report = run.report(builder)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from types import TracebackType
+
+from langchain_core.runnables import RunnableConfig
+
+from langgraph_fanout.core.report import DispatchReport, ReportBuilder, build_report
+from langgraph_fanout.core.results import Status, SubAgentResult
+from langgraph_fanout.core.stopping import (
+    DispatchProgress,
+    StopCondition,
+    stop_on_any_failure,
+    stop_on_failure_rate,
+    stop_when_unreachable,
+)
+from langgraph_fanout.engine.call import CallPipeline, PipelineGuards, Task
+from langgraph_fanout.errors import (
+    CallCancelled,
+    CallError,
+    ConfigurationError,
+    DepthLimitExceeded,
+    DispatchFailed,
+    NestedLimitsWarning,
+)
+from langgraph_fanout.guards.ledger import CostLedger
+from langgraph_fanout.guards.limits import (
+    DispatchResourceLimits,
+    SharedRun,
+    Slots,
+    current_scope,
+    run_wide_fields,
+)
+from langgraph_fanout.guards.ratelimit import RateLimiter
+
+# Where finished results go: a plain callback (run) or a coroutine with backpressure (stream).
+Emit = Callable[[SubAgentResult], Awaitable[None] | None]
+
+
+class DispatchMode(StrEnum):
+    """What a failed input means for the dispatch."""
+
+    PARTIAL = "partial"
+    """Default: failures are results like any other."""
+    ALL_OR_NOTHING = "all_or_nothing"
+    """The first failure cancels the rest and raises ``DispatchFailed`` with every result."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSpec:
+    """How the runs of one ``Dispatcher`` (or one graph) are configured.
+
+    Built once, validated once; every run opened from it follows the same rules.
+
+    Attributes:
+        limits: the limits (run-wide fields apply at top level only; see ``limits``).
+        mode: partial or all-or-nothing.
+        stop: the user's stop condition and the aggregate's early decision, combined.
+        guards: what configures the call pipeline.
+        config: the ``RunnableConfig`` every call gets unless a node passes its own.
+        ledger / rate_limiter / shared: a budget, a limiter or a whole run to share.
+    """
+
+    limits: DispatchResourceLimits
+    mode: DispatchMode = DispatchMode.PARTIAL
+    stop: StopCondition | None = None
+    guards: PipelineGuards
+    config: RunnableConfig | None = None
+    ledger: CostLedger | None = None
+    rate_limiter: RateLimiter | None = None
+    shared: SharedRun | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limits", reconcile_budget(self.limits, self.ledger))
+        shared, ledger = self.shared, self.ledger
+        if shared is not None and ledger is not None and ledger is not shared.ledger:
+            raise ConfigurationError("run= already has a ledger: pass run= or ledger=, not both")
+
+
+def reconcile_budget(
+    limits: DispatchResourceLimits, ledger: CostLedger | None
+) -> DispatchResourceLimits:
+    """The one rule for ``limits=`` with ``ledger=``: the ledger's cap is the budget.
+
+    A capped ledger with ``max_total_cost_usd=None`` sets the limit (reports, estimates and
+    the unpriced-model check read it there); two different caps are a mistake.
+
+    Raises:
+        ConfigurationError: ``ledger.limit_usd`` differs from ``limits.max_total_cost_usd``.
+    """
+    if ledger is None or ledger.limit_usd == limits.max_total_cost_usd:
+        return limits
+    if limits.max_total_cost_usd is not None:
+        raise ConfigurationError(
+            f"ledger limit {ledger.limit_usd!r} differs from "
+            f"limits.max_total_cost_usd={limits.max_total_cost_usd!r}: pass one of them"
+        )
+    return replace(limits, max_total_cost_usd=ledger.limit_usd)
+
+
+def warn_nested_limits(limits: DispatchResourceLimits, *, stacklevel: int = 2) -> None:
+    """Warn, naming each field, when a nested run sets a limit that only a top-level run
+    applies (the budget, agent count, depth, rates and estimate settings)."""
+    defaults = DispatchResourceLimits()
+    own = [name for name in run_wide_fields() if getattr(limits, name) != getattr(defaults, name)]
+    if own:
+        warnings.warn(
+            f"a nested dispatch draws from the enclosing run; its own {', '.join(own)} "
+            "is not applied (its concurrency window, timeouts, deadline, failure rate and "
+            "min_success_count are)",
+            NestedLimitsWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+class RunController:
+    """The live state of one run: scope, window, deadline, gates, in-flight calls.
+
+    Args:
+        spec: the run's configuration.
+        total: planned inputs (``None`` when unknown, as for a lazy stream or a tree).
+        name: shown in progress events.
+
+    Attributes:
+        shared: the budget, slots and agent count this run draws from.
+        depth: the dispatch depth of its calls (1 at top level).
+        nested: whether it draws from an enclosing run.
+        progress: what the gates look at.
+        stop_reason: why nothing new starts, once something stopped the run.
+        cost_usd: what its recorded results cost.
+    """
+
+    def __init__(self, spec: RunSpec, *, total: int | None, name: str | None = None) -> None:
+        self.spec = spec
+        self.name = name
+        self.progress = DispatchProgress(total=total, finished=[])
+        self.stop_reason: str | None = None
+        self.cost_usd = 0.0
+        self.refusal: CallError | None = None
+        limits = spec.limits
+        gates: list[StopCondition] = []
+        if spec.mode is DispatchMode.ALL_OR_NOTHING:
+            gates.append(stop_on_any_failure())
+        if limits.max_failure_rate is not None:
+            gates.append(
+                stop_on_failure_rate(
+                    limits.max_failure_rate,
+                    min_sample=limits.failure_rate_min_sample,
+                    cancel_in_flight=limits.cancel_in_flight_on_failure_rate,
+                )
+            )
+        if limits.min_success_count is not None:
+            gates.append(stop_when_unreachable(limits.min_success_count))
+        if spec.stop is not None:
+            gates.append(spec.stop)
+        self._gates = tuple(gates)
+        self._keep_finished = spec.stop is not None
+        self._in_flight: dict[asyncio.Task[object], Task] = {}
+        self._cancelled: set[asyncio.Task[object]] = set()
+        self._exit = AsyncExitStack()
+        self._opened = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def open(self, *, recovered: Iterable[SubAgentResult] = ()) -> RunController:
+        """Resolve the scope, start the deadline, lend the parent's slot.
+
+        Args:
+            recovered: results a resumed run already has: they count toward the gates.
+        """
+        if self._opened:
+            raise RuntimeError("a RunController is opened once")
+        self._opened = True
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.started_at = loop.time()
+        self.touched = self.started_at
+        spec, limits = self.spec, self.spec.limits
+        scope = current_scope()
+        lease = None
+        if scope is None:
+            shared = spec.shared or SharedRun.create(
+                limits, ledger=spec.ledger, limiter=spec.rate_limiter
+            )
+            depth = 1
+        else:
+            if scope.loop is not None and scope.loop is not loop:
+                # Nested from another thread's event loop (a sync twin inside a sub-agent):
+                # the budget and agent count are shared; slots belong to a loop.
+                shared = scope.run.on_another_loop()
+            else:
+                shared, lease = scope.run, scope.lease
+            depth = scope.depth + 1
+            if limits is not shared.limits:
+                warn_nested_limits(limits, stacklevel=3)
+        self.shared, self.depth, self.nested = shared, depth, scope is not None
+        self.window = Slots(limits.max_concurrent) if limits.max_concurrent else None
+        max_depth = shared.limits.max_dispatch_depth
+        if max_depth is not None and depth > max_depth:
+            self.refusal = DepthLimitExceeded(depth=depth, limit=max_depth)
+            self.stop_reason = str(self.refusal)
+        timeout = limits.max_agent_duration_s
+        if timeout is None:
+            timeout = shared.limits.max_agent_duration_s
+        self.pipeline = CallPipeline(
+            run=shared, depth=depth, config=spec.config, guards=spec.guards, timeout_s=timeout
+        )
+        for result in recovered:
+            self._count(result)
+        if self.refusal is None:
+            deadline = limits.max_total_duration_s
+            if deadline is not None:
+                timer = loop.call_later(deadline, self.stop, f"deadline of {deadline:g} s passed")
+                self._exit.callback(timer.cancel)
+            if lease is not None:
+                # The enclosing call waits for this whole run: its slot goes to our calls.
+                await self._exit.enter_async_context(lease.lend())
+        return self
+
+    async def aclose(self, error: BaseException | None = None) -> None:
+        """Stop the deadline and take the parent's slot back (not after an error)."""
+        if error is None:
+            await self._exit.aclose()
+        else:
+            await self._exit.__aexit__(type(error), error, error.__traceback__)
+
+    async def __aenter__(self) -> RunController:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose(exc)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    # -- scheduling ----------------------------------------------------------------------
+
+    async def call(
+        self, task: Task, *, config: RunnableConfig | None = None, count: bool = True
+    ) -> SubAgentResult:
+        """Run one input scheduled by someone else (a graph node): the window, the
+        pipeline, the gates. Never raises for an expected failure.
+
+        Args:
+            task: the input.
+            config: the node's config (its callbacks reach the sub-agent).
+            count: record it in the progress (an aggregator's own call is not an input).
+        """
+        if self.stop_reason is not None:
+            result = self._not_started(task)
+        else:
+            window = self.window
+            if window is not None:
+                await window.acquire()
+            try:
+                if self.stop_reason is not None:
+                    result = self._not_started(task)
+                else:
+                    self.progress.started += 1
+                    result = await self._invoke(task, config)
+            finally:
+                if window is not None:
+                    window.release()
+        if count:
+            await self._record(result, None)
+        return result
+
+    async def feed(self, tasks: Iterator[Task], emit: Emit) -> None:
+        """Run every task, at most one window in flight, creating tasks lazily; ``emit``
+        gets each result as it finishes (awaited when it returns an awaitable)."""
+        if self.refusal is not None:
+            for task in tasks:
+                await self._record(self._not_started(task), emit)
+            return
+        window = self.window
+        mine: dict[asyncio.Task[object], Task] = {}
+        async with asyncio.TaskGroup() as tg:
+            for task in tasks:
+                if self.stop_reason is None and window is not None:
+                    await window.acquire()
+                    if self.stop_reason is not None:
+                        window.release()
+                if self.stop_reason is not None:
+                    await self._record(self._not_started(task), emit)
+                    continue
+                self.progress.started += 1
+                handle: asyncio.Task[object] = tg.create_task(self._one(task, emit))
+                self._in_flight[handle] = mine[handle] = task
+                if window is not None:
+                    # A done callback runs even for a task cancelled before its first step.
+                    handle.add_done_callback(lambda _: window.release())
+        # A task cancelled by a stop before it ever ran never reached its own handler.
+        for handle, task in mine.items():
+            if handle in self._in_flight:
+                del self._in_flight[handle]
+                self._cancelled.discard(handle)
+                await self._record(self._not_started(task), emit)
+
+    async def _one(self, task: Task, emit: Emit) -> None:
+        await self._record(await self._invoke(task, None), emit)
+
+    async def _invoke(self, task: Task, config: RunnableConfig | None) -> SubAgentResult:
+        current = asyncio.current_task()
+        assert current is not None  # the engine and graph nodes always run in a task
+        self._in_flight[current] = task
+        try:
+            return await self.pipeline(task, config)
+        except asyncio.CancelledError:
+            # Only a cancellation this run made (deadline, a gate) becomes a result.
+            if current not in self._cancelled or current.uncancel() > 0:
+                raise
+            reason = self.stop_reason or "stopped"
+            return _ended(task, CallCancelled(reason=reason, started=True))
+        finally:
+            # Out of the in-flight set before anything else: a stop must not cancel a result.
+            self._in_flight.pop(current, None)
+            self._cancelled.discard(current)
+            self.touched = self.loop.time()
+
+    def _not_started(self, task: Task) -> SubAgentResult:
+        if self.refusal is not None:
+            return _ended(task, self.refusal)
+        return _ended(task, CallCancelled(reason=self.stop_reason or "stopped", started=False))
+
+    # -- gates ---------------------------------------------------------------------------
+
+    async def _record(self, result: SubAgentResult, emit: Emit | None) -> None:
+        self._count(result)
+        if emit is not None:
+            pending = emit(result)
+            if pending is not None:
+                await pending
+
+    def _count(self, result: SubAgentResult) -> None:
+        progress = self.progress
+        if result.status is Status.OK:
+            progress.succeeded += 1
+        else:
+            progress.failed += 1
+        progress.last = result
+        if self._keep_finished:
+            progress.finished.append(result)
+        self.cost_usd += result.cost_usd
+        if self.stop_reason is None and result.status is not Status.CANCELLED:
+            for gate in self._gates:
+                verdict = gate(progress)
+                if verdict is not None:
+                    self.stop(verdict, cancel_in_flight=gate.cancels_in_flight)
+                    return
+
+    def stop(self, reason: str, *, cancel_in_flight: bool = True) -> None:
+        """Start nothing more; cancel the calls in flight unless told not to."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        if cancel_in_flight:
+            for handle in list(self._in_flight):
+                self._cancelled.add(handle)
+                handle.cancel()
+
+    # -- the end -------------------------------------------------------------------------
+
+    def report(
+        self, results: ReportBuilder | Iterable[SubAgentResult], *, wall_time_s: float | None = None
+    ) -> DispatchReport:
+        """The report of ``results`` with the run's ledger totals (one ledger snapshot)."""
+        if isinstance(results, ReportBuilder):
+            builder = results
+        else:
+            builder = ReportBuilder()
+            for result in results:
+                builder.add(result)
+        if wall_time_s is None:
+            wall_time_s = 0.0 if self.refusal is not None else self.loop.time() - self.started_at
+        return build_report(
+            builder, self.shared.ledger, wall_time_s=wall_time_s, stop_reason=self.stop_reason
+        )
+
+    def check_outcome(self, report: DispatchReport, results: tuple[SubAgentResult, ...]) -> None:
+        """Raise ``DispatchFailed`` when the mode or ``min_success_count`` says so."""
+        if self.spec.mode is DispatchMode.ALL_OR_NOTHING and report.succeeded != report.inputs:
+            raise DispatchFailed(reason=report.stop_reason or "an input failed", results=results)
+        need = self.spec.limits.min_success_count
+        if need is not None and report.succeeded < need:
+            raise DispatchFailed(
+                reason=f"{report.succeeded} successes < min_success_count={need}", results=results
+            )
+
+
+def _ended(task: Task, error: CallError) -> SubAgentResult:
+    return SubAgentResult.from_error(
+        index=task.index, agent=task.agent.name, error=error, sample=task.sample
+    )

@@ -1,0 +1,348 @@
+"""Per-agent circuit breakers, shared by every dispatch in the process.
+
+A breaker watches the failures of one agent (by name) and, once the agent looks down, stops
+calls to it for a cooldown so they go straight to a fallback instead of waiting on a dead
+endpoint::
+
+    CLOSED ──failure_threshold failures within window_s──> OPEN
+    OPEN ──cooldown_s elapsed──> HALF_OPEN (at most half_open_max_calls probes in flight)
+    HALF_OPEN ──probe succeeds──> CLOSED (failures forgotten)
+    HALF_OPEN ──probe fails──> OPEN (a new cooldown)
+
+Breakers hold a ``threading.Lock`` and no asyncio object, so one breaker serves every event
+loop and thread of the process. ``default_breakers`` is the process-wide registry.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from langgraph_fanout.errors import CircuitOpen, ConfigurationError
+
+__all__ = [
+    "BreakerConfig",
+    "BreakerRegistry",
+    "BreakerSnapshot",
+    "BreakerState",
+    "CircuitBreaker",
+    "default_breakers",
+]
+
+
+class BreakerState(StrEnum):
+    """Where a circuit breaker stands."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerConfig:
+    """When a breaker opens and how it recovers.
+
+    Attributes:
+        failure_threshold: failures within ``window_s`` that open the circuit. Successes do
+            not clear the window: the count is of failures in time, not consecutive ones.
+        window_s: length of the sliding window failures are counted in.
+        cooldown_s: how long the circuit stays open before it lets probes through.
+        half_open_max_calls: probes allowed in flight at once while half-open.
+
+    Example:
+        >>> BreakerConfig(failure_threshold=3, cooldown_s=10.0).window_s
+        60.0
+    """
+
+    failure_threshold: int = 5
+    window_s: float = 60.0
+    cooldown_s: float = 30.0
+    half_open_max_calls: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("failure_threshold", "half_open_max_calls"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"BreakerConfig.{name} must be an int >= 1, got {value!r}")
+        for name in ("window_s", "cooldown_s"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ConfigurationError(
+                    f"BreakerConfig.{name} must be a finite number > 0, got {value!r}"
+                )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerSnapshot:
+    """A consistent reading of one breaker, for reports and tests.
+
+    Attributes:
+        name: the agent name the breaker guards.
+        state: closed, open or half-open at the time of the reading.
+        failures_in_window: counted failures still inside the window.
+        opened_count: how many times the breaker has opened since it was created.
+        retry_in_s: seconds until an open breaker admits a probe (``0.0`` unless open).
+    """
+
+    name: str
+    state: BreakerState
+    failures_in_window: int
+    opened_count: int
+    retry_in_s: float
+
+
+class CircuitBreaker:
+    """The circuit breaker of one agent.
+
+    Callers ask before each attempt (``try_acquire`` or ``acquire``) and report its verdict
+    afterwards (``record_success``, ``record_failure``, or ``release_probe`` for an attempt
+    that ended without one: refused, cancelled, or failed through the request's own fault).
+    While half-open, a verdict reported by any call is taken as the probe's verdict.
+
+    Args:
+        name: the agent name, used in errors and snapshots.
+        config: thresholds; ``BreakerConfig()`` when omitted.
+        clock: monotonic seconds; inject a fake one in tests.
+
+    Example:
+        >>> breaker = CircuitBreaker("researcher", BreakerConfig(failure_threshold=1))
+        >>> breaker.record_failure()
+        True
+        >>> breaker.try_acquire()
+        False
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.config = config if config is not None else BreakerConfig()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state = BreakerState.CLOSED
+        self._failures: deque[float] = deque()
+        self._failures_at_open = 0
+        self._opened_at = 0.0
+        self._opened_count = 0
+        self._probes_in_flight = 0
+
+    # All _methods below expect self._lock to be held.
+
+    def _refresh(self, now: float) -> None:
+        if self._state is BreakerState.OPEN and now >= self._opened_at + self.config.cooldown_s:
+            self._state = BreakerState.HALF_OPEN
+            self._probes_in_flight = 0
+        horizon = now - self.config.window_s
+        while self._failures and self._failures[0] <= horizon:
+            self._failures.popleft()
+
+    def _open(self, now: float) -> None:
+        self._state = BreakerState.OPEN
+        self._opened_at = now
+        self._opened_count += 1
+        self._failures_at_open = max(len(self._failures), 1)
+        self._probes_in_flight = 0
+
+    def _retry_in(self, now: float) -> float:
+        if self._state is not BreakerState.OPEN:
+            return 0.0
+        return max(0.0, self._opened_at + self.config.cooldown_s - now)
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state (an open breaker turns half-open once its cooldown is over)."""
+        with self._lock:
+            self._refresh(self._clock())
+            return self._state
+
+    @property
+    def opened_count(self) -> int:
+        """How many times this breaker has opened."""
+        with self._lock:
+            return self._opened_count
+
+    def try_acquire(self) -> bool:
+        """Ask to make one call; ``False`` means the circuit is open (or all probes are out).
+
+        Half-open, an admitted call is a probe and holds one of ``half_open_max_calls``
+        slots until its verdict (or ``release_probe``) comes back.
+        """
+        # Closed is the common case, and reading one attribute is atomic: no lock needed
+        # (a failure opening the circuit at this instant would not have stopped this call).
+        if self._state is BreakerState.CLOSED:
+            return True
+        with self._lock:
+            self._refresh(self._clock())
+            state: BreakerState = self._state  # may have changed since the unlocked read
+            if state is BreakerState.CLOSED:
+                return True
+            if (
+                state is BreakerState.HALF_OPEN
+                and self._probes_in_flight < self.config.half_open_max_calls
+            ):
+                self._probes_in_flight += 1
+                return True
+            return False
+
+    def acquire(self) -> None:
+        """Like ``try_acquire``, but raise instead of returning ``False``.
+
+        Raises:
+            CircuitOpen: the circuit is open (``retry_in_s`` says when it probes again) or
+                half-open with every probe slot taken (``retry_in_s`` is ``0.0``).
+        """
+        if not self.try_acquire():
+            raise self.open_error()
+
+    def open_error(self) -> CircuitOpen:
+        """The ``CircuitOpen`` error describing this breaker now."""
+        with self._lock:
+            now = self._clock()
+            self._refresh(now)
+            return CircuitOpen(
+                agent=self.name, failures=self._failures_at_open, retry_in_s=self._retry_in(now)
+            )
+
+    def record_success(self) -> None:
+        """Report a call that succeeded; a half-open breaker closes and forgets its failures."""
+        if self._state is BreakerState.CLOSED:
+            return  # nothing changes; stale failures are pruned by the next failure
+        with self._lock:
+            self._refresh(self._clock())
+            if self._state is BreakerState.HALF_OPEN:
+                self._state = BreakerState.CLOSED
+                self._failures.clear()
+                self._probes_in_flight = 0
+            # Open: a call that started before the circuit opened says little about now;
+            # the cooldown and a probe decide.
+
+    def record_failure(self) -> bool:
+        """Report a counted failure; return ``True`` if this failure opened the circuit."""
+        with self._lock:
+            now = self._clock()
+            self._refresh(now)
+            if self._state is BreakerState.HALF_OPEN:
+                self._failures.append(now)
+                self._open(now)
+                return True
+            if self._state is BreakerState.OPEN:
+                # A late failure of a call started before the circuit opened: already known.
+                return False
+            self._failures.append(now)
+            if len(self._failures) >= self.config.failure_threshold:
+                self._open(now)
+                return True
+            return False
+
+    def release_probe(self) -> None:
+        """Give back a half-open probe slot whose call ended without a verdict."""
+        with self._lock:
+            self._refresh(self._clock())
+            if self._state is BreakerState.HALF_OPEN and self._probes_in_flight > 0:
+                self._probes_in_flight -= 1
+
+    def snapshot(self) -> BreakerSnapshot:
+        """A consistent reading of the breaker."""
+        with self._lock:
+            now = self._clock()
+            self._refresh(now)
+            return BreakerSnapshot(
+                name=self.name,
+                state=self._state,
+                failures_in_window=len(self._failures),
+                opened_count=self._opened_count,
+                retry_in_s=self._retry_in(now),
+            )
+
+    def reset(self) -> None:
+        """Close the breaker and forget everything (tests, or an operator's manual reset)."""
+        with self._lock:
+            self._state = BreakerState.CLOSED
+            self._failures.clear()
+            self._failures_at_open = 0
+            self._opened_count = 0
+            self._probes_in_flight = 0
+
+    def __repr__(self) -> str:
+        snap = self.snapshot()
+        return (
+            f"<CircuitBreaker {self.name!r} {snap.state.value} "
+            f"failures={snap.failures_in_window}/{self.config.failure_threshold} "
+            f"opened={snap.opened_count}>"
+        )
+
+
+class BreakerRegistry:
+    """The breakers of a process (or a test), one per agent name.
+
+    The first ``get`` of a name creates its breaker with the config passed (or the
+    registry's); later calls return that same breaker and ignore their config, so every
+    dispatch that calls an agent sees the same circuit.
+
+    Args:
+        config: config of breakers created without one; ``BreakerConfig()`` when omitted.
+        clock: monotonic seconds, given to every breaker created here.
+
+    Example:
+        >>> registry = BreakerRegistry()
+        >>> registry.get("writer") is registry.get("writer")
+        True
+    """
+
+    def __init__(
+        self, config: BreakerConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config if config is not None else BreakerConfig()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def get(self, name: str, config: BreakerConfig | None = None) -> CircuitBreaker:
+        """The breaker of ``name``, created on first use."""
+        breaker = self._breakers.get(name)  # a dict read is atomic: lock only to create
+        if breaker is not None:
+            return breaker
+        with self._lock:
+            breaker = self._breakers.get(name)
+            if breaker is None:
+                breaker = CircuitBreaker(
+                    name, config if config is not None else self.config, clock=self._clock
+                )
+                self._breakers[name] = breaker
+            return breaker
+
+    def snapshot(self) -> dict[str, BreakerSnapshot]:
+        """A reading of every breaker, by agent name."""
+        with self._lock:
+            breakers = list(self._breakers.values())
+        return {breaker.name: breaker.snapshot() for breaker in breakers}
+
+    def reset(self) -> None:
+        """Forget every breaker (their state and configs)."""
+        with self._lock:
+            self._breakers.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._breakers)
+
+    def __repr__(self) -> str:
+        return f"<BreakerRegistry breakers={len(self)}>"
+
+
+default_breakers = BreakerRegistry()
+"""The process-wide registry used when a call does not pass its own."""

@@ -1,0 +1,630 @@
+"""Idempotency cache for sub-agent calls: stable keys, single-flight, LangGraph backends.
+
+A call is identified by :func:`cache_key`: the agent's identity (name, model, sampling
+parameters), the rendered input, the sample index and an optional user key. The sample
+index is part of the key on purpose: five voters of one vote are five distinct calls.
+
+:class:`IdempotencyCache` stores :class:`CacheEntry` values in any LangGraph
+:class:`~langgraph.cache.base.BaseCache` (``InMemoryCache`` by default, ``SqliteCache`` to
+persist across processes) and lets identical calls that are in flight at the same moment
+share one computation (single-flight)::
+
+    cache = IdempotencyCache()
+    key = cache_key(agent={"name": "critic", "model": "gpt-4o"}, prompt="Rate this")
+    entry, source = await cache.run(key, call_the_agent)   # MISS, HIT or SHARED
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import decimal
+import enum
+import hashlib
+import json
+import math
+import pathlib
+import time
+import uuid
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
+from enum import StrEnum
+from typing import Any, Final
+
+from langchain_core.messages import BaseMessage
+from langchain_core.prompt_values import PromptValue, StringPromptValue
+from langgraph.cache.base import BaseCache, FullKey
+from langgraph.cache.memory import InMemoryCache
+from pydantic import BaseModel
+
+from langgraph_fanout.errors import CacheBackendWarning, CacheKeyError, ConfigurationError
+
+__all__ = [
+    "CACHE_KEY_VERSION",
+    "CacheBackendWarning",
+    "CacheEntry",
+    "CacheMode",
+    "CacheSource",
+    "IdempotencyCache",
+    "cache_key",
+]
+
+CACHE_KEY_VERSION: Final = "langgraph-fanout/cache-key/1"
+"""Part of every key: bump it when the canonical form changes, so old entries stop matching."""
+
+_RECORD_VERSION: Final = 1
+
+
+# ---------------------------------------------------------------------------------------
+# Keys
+# ---------------------------------------------------------------------------------------
+
+
+class _Unserialisable(Exception):
+    """Raised inside the encoder; collects path segments while it unwinds (free on success)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.segments: list[str] = []
+
+
+def cache_key(
+    *,
+    agent: Mapping[str, Any],
+    prompt: Any,
+    sample: int = 0,
+    user_key: str | None = None,
+) -> str:
+    """Return the idempotency key of one sub-agent call: a sha256 hex digest.
+
+    The digest covers canonical JSON (sorted keys, no whitespace, ASCII) of the agent identity,
+    the rendered input, the sample index, ``user_key`` and :data:`CACHE_KEY_VERSION`. Dict
+    order never changes the key. Besides JSON values the input may hold tuples (as lists),
+    sets, non-string dict keys, non-finite floats, bytes, enums, dates, UUIDs, decimals,
+    paths, dataclasses, pydantic models (``model_dump(mode="json")``), prompt values and
+    LangChain messages (type, content, tool calls, name, tool_call_id; ids and metadata are
+    left out because they do not change what the model sees). Anything else is refused.
+
+    Args:
+        agent: what identifies the agent: name, model and every sampling parameter
+            (``temperature``, ``top_p``, ``max_tokens``, ``seed``...), e.g.
+            ``SubAgent.identity()``.
+        prompt: the rendered input: a string, a list of messages, or JSON-like arguments.
+        sample: index of the sample; distinct voters of one vote use 0, 1, 2...
+        user_key: an extra discriminator chosen by the caller (tenant, session...).
+
+    Raises:
+        CacheKeyError: a value cannot be serialised; ``detail`` names its path, e.g.
+            ``prompt['doc'].meta: object of type Foo``.
+        ConfigurationError: ``sample`` is negative or not an int, or ``agent`` is not a mapping.
+
+    Example:
+        >>> k0 = cache_key(agent={"name": "voter", "model": "gpt-4o"}, prompt="2+2?", sample=0)
+        >>> k1 = cache_key(agent={"name": "voter", "model": "gpt-4o"}, prompt="2+2?", sample=1)
+        >>> k0 != k1 and len(k0) == 64
+        True
+    """
+    if not isinstance(agent, Mapping):
+        raise ConfigurationError(f"agent must be a mapping (its identity), got {type(agent)!r}")
+    if type(sample) is not int or sample < 0:
+        raise ConfigurationError(f"sample must be an int >= 0, got {sample!r}")
+    if user_key is not None and not isinstance(user_key, str):
+        raise ConfigurationError(f"user_key must be a str or None, got {type(user_key)!r}")
+    payload = {
+        "version": CACHE_KEY_VERSION,
+        "agent": _encode_root("agent", agent),
+        "input": _encode_root("prompt", prompt),
+        "sample": sample,
+        "user_key": user_key,
+    }
+    text = json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _encode_root(root: str, value: Any) -> Any:
+    try:
+        return _encode(value, set())
+    except _Unserialisable as exc:
+        path = root + "".join(reversed(exc.segments))
+        raise CacheKeyError(detail=f"{path}: {exc.reason}") from None
+    except RecursionError:
+        raise CacheKeyError(detail=f"{root}: nested too deeply") from None
+
+
+def _qualname(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _dump(value: Any) -> str:
+    # Orders the members of sets and the pairs of non-string-keyed maps deterministically.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _encode(value: Any, active: set[int]) -> Any:
+    """Turn ``value`` into plain JSON data that is equal exactly when the inputs are.
+
+    Non-JSON values become single-key dicts whose key starts with one ``$`` (``{"$set": [...]}``);
+    user dict keys starting with ``$`` get a second ``$``, so the two can never collide.
+    ``active`` holds ids of the containers being encoded, to report cycles instead of recursing.
+    """
+    kind = type(value)
+    # Fast path for the common leaves.
+    if value is None or kind is str or kind is bool or kind is int:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else {"$float": repr(value)}
+    if isinstance(value, enum.Enum):
+        return {"$enum": [_qualname(value), _member(_ATTR, "value", value.value, active)]}
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):  # bool was handled above; int subclasses compare as ints
+        return int(value)
+    if isinstance(value, float):
+        return _encode(float(value), active)
+
+    ident = id(value)
+    if ident in active:
+        raise _Unserialisable(f"circular reference to {kind.__name__}")
+    active.add(ident)
+    try:
+        return _encode_container(value, active)
+    finally:
+        active.discard(ident)
+
+
+# How a member hangs off its container, formatted into the error path only on failure.
+_ITEM, _ATTR, _KEY, _ELEMENT = "[{!r}]", ".{}", " key {!r}", "{{{!r}}}"
+
+
+def _member(how: str, label: Any, value: Any, active: set[int]) -> Any:
+    try:
+        return _encode(value, active)
+    except _Unserialisable as exc:
+        exc.segments.append(how.format(label))
+        raise
+
+
+def _encode_container(value: Any, active: set[int]) -> Any:
+    if isinstance(value, Mapping):
+        if all(type(k) is str for k in value):
+            return {
+                ("$" + k if k.startswith("$") else k): _member(_ITEM, k, v, active)
+                for k, v in value.items()
+            }
+        pairs = [
+            [_member(_KEY, k, k, active), _member(_ITEM, k, v, active)] for k, v in value.items()
+        ]
+        pairs.sort(key=_dump)
+        return {"$map": pairs}
+    if isinstance(value, list | tuple):
+        return [_member(_ITEM, i, v, active) for i, v in enumerate(value)]
+    if isinstance(value, set | frozenset):
+        members = [_member(_ELEMENT, v, v, active) for v in value]
+        members.sort(key=_dump)
+        return {"$set": members}
+    if isinstance(value, BaseMessage):
+        return {"$message": _encode_message(value, active)}
+    if isinstance(value, StringPromptValue):
+        return _member(_ATTR, "text", value.to_string(), active)
+    if isinstance(value, PromptValue):
+        return _member(_ATTR, "messages", value.to_messages(), active)
+    if isinstance(value, BaseModel):
+        return {"$model": [_qualname(value), _encode_model(value, active)]}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {
+            f.name: _member(_ATTR, f.name, getattr(value, f.name), active)
+            for f in dataclasses.fields(value)
+        }
+        return {"$dataclass": [_qualname(value), fields]}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$bytes": bytes(value).hex()}
+    if isinstance(value, datetime.datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, datetime.date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, datetime.time):
+        return {"$time": value.isoformat()}
+    if isinstance(value, datetime.timedelta):
+        return {"$timedelta": [value.days, value.seconds, value.microseconds]}
+    if isinstance(value, uuid.UUID):
+        return {"$uuid": str(value)}
+    if isinstance(value, decimal.Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, pathlib.PurePath):
+        return {"$path": value.as_posix()}
+    raise _Unserialisable(f"object of type {type(value).__name__}")
+
+
+def _encode_message(message: BaseMessage, active: set[int]) -> dict[str, Any]:
+    # Only what the model sees: ids, usage and response metadata differ between identical calls.
+    out: dict[str, Any] = {
+        "type": message.type,
+        "content": _member(_ATTR, "content", message.content, active),
+    }
+    present = vars(message)  # pydantic keeps field values here; getattr on a missing one is slow
+    for attr in ("name", "tool_calls", "tool_call_id", "role"):
+        value = present.get(attr)
+        if value:
+            out[attr] = _member(_ATTR, attr, value, active)
+    return out
+
+
+def _encode_model(model: BaseModel, active: set[int]) -> Any:
+    try:
+        dumped = model.model_dump(mode="json")
+    except Exception as exc:
+        # Walk the fields to name the one pydantic could not serialise.
+        for name in type(model).model_fields:
+            _member(_ATTR, name, getattr(model, name, None), active)
+        raise _Unserialisable(f"{type(model).__name__}.model_dump failed: {exc}") from None
+    return _encode(dumped, active)
+
+
+# ---------------------------------------------------------------------------------------
+# Entries, modes, sources
+# ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CacheEntry:
+    """One cached sub-agent output and what producing it cost.
+
+    Stored in the backend as a plain dict (:meth:`to_record`), so no allowlist of ours is
+    needed by LangGraph's serializer; ``output`` goes through the backend's serde as is
+    (str, dict, list, LangChain messages and pydantic models round-trip with the default
+    ``JsonPlusSerializer``; tuples come back as lists).
+
+    Attributes:
+        output: what the agent returned.
+        agent_used: the agent that produced it (a fallback may differ from the one asked).
+        input_tokens: prompt tokens of the original call.
+        output_tokens: completion tokens of the original call.
+        cost_usd: what the original call cost; a hit costs nothing again.
+        created_at: wall-clock time (epoch seconds) the output was produced.
+
+    Example:
+        >>> CacheEntry(output="42", agent_used="solver", cost_usd=0.002).output
+        '42'
+    """
+
+    output: Any
+    agent_used: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    created_at: float = dataclasses.field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.agent_used, str):
+            raise ConfigurationError(f"agent_used must be a str, got {self.agent_used!r}")
+        for name in ("input_tokens", "output_tokens"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ConfigurationError(f"{name} must be an int >= 0, got {value!r}")
+        if not (isinstance(self.cost_usd, int | float) and 0 <= self.cost_usd < math.inf):
+            raise ConfigurationError(
+                f"cost_usd must be a finite number >= 0, got {self.cost_usd!r}"
+            )
+
+    def to_record(self) -> dict[str, Any]:
+        """Return the dict stored in the backend."""
+        return {
+            "v": _RECORD_VERSION,
+            "output": self.output,
+            "agent_used": self.agent_used,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": float(self.cost_usd),
+            "created_at": float(self.created_at),
+        }
+
+    @classmethod
+    def from_record(cls, record: Any) -> CacheEntry:
+        """Rebuild an entry from :meth:`to_record` output.
+
+        Raises:
+            ValueError: ``record`` was not written by :meth:`to_record` of this version.
+        """
+        if not isinstance(record, Mapping) or record.get("v") != _RECORD_VERSION:
+            raise ValueError(f"not a cache record of version {_RECORD_VERSION}")
+        try:
+            return cls(
+                output=record["output"],
+                agent_used=record["agent_used"],
+                input_tokens=record["input_tokens"],
+                output_tokens=record["output_tokens"],
+                cost_usd=record["cost_usd"],
+                created_at=record["created_at"],
+            )
+        except (KeyError, ConfigurationError) as exc:
+            raise ValueError(f"malformed cache record: {exc}") from None
+
+
+class CacheMode(StrEnum):
+    """Whether a call reads the cache and whether it stores its result."""
+
+    USE = "use"
+    """Read; on a miss compute and store."""
+    REFRESH = "refresh"
+    """Skip the read, compute and overwrite."""
+    READ_ONLY = "read_only"
+    """Read; on a miss compute but do not store."""
+    BYPASS = "bypass"
+    """Neither read nor store, and share nothing with calls in flight."""
+
+    @property
+    def reads(self) -> bool:
+        return self in (CacheMode.USE, CacheMode.READ_ONLY)
+
+    @property
+    def writes(self) -> bool:
+        return self in (CacheMode.USE, CacheMode.REFRESH)
+
+
+class CacheSource(StrEnum):
+    """Where the entry returned by :meth:`IdempotencyCache.run` came from."""
+
+    MISS = "miss"
+    """Computed by this call (the only source that cost anything)."""
+    HIT = "hit"
+    """Read from the backend."""
+    SHARED = "shared"
+    """Computed by an identical call that was in flight at the same moment."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _Outcome:
+    entry: CacheEntry | None = None
+    source: CacheSource = CacheSource.MISS
+    error: Exception | None = None
+
+
+# Set on a flight whose leader stopped without an outcome (cancelled, or a BaseException):
+# followers then start over, and one of them leads a new flight.
+_ABANDONED: Final = _Outcome()
+
+
+# In-flight computations are per event loop: a Future can only be awaited on its own loop.
+_FlightKey = tuple[asyncio.AbstractEventLoop, CacheMode, str]
+
+
+def _store_all(entry: CacheEntry) -> bool:
+    return True
+
+
+class IdempotencyCache:
+    """Cache of sub-agent outputs with single-flight, on a LangGraph ``BaseCache`` backend.
+
+    Single-flight: while a call for a key is in flight, identical calls (same key, same mode,
+    same event loop) wait for it instead of computing again, and report ``SHARED`` (or ``HIT``
+    when the leader found the entry stored). If the leader's computation raises, every
+    follower raises the same exception and nothing is stored; the next call computes again.
+    If the leader is cancelled (its caller's deadline, a stop condition), its followers are
+    not left waiting: one of them becomes the leader and computes. A cancelled follower
+    affects nobody else. ``CancelledError`` always propagates.
+
+    Backend failures never fail a call: a read error counts as a miss and a write error
+    leaves the entry unstored; both emit :class:`CacheBackendWarning`.
+
+    Args:
+        backend: any LangGraph ``BaseCache``; a fresh ``InMemoryCache`` by default,
+            ``SqliteCache(path=...)`` to share entries between processes. For outputs that
+            are pydantic models of your own, give it
+            ``serde=JsonPlusSerializer(allowed_msgpack_modules=[MyModel])``: LangGraph
+            otherwise logs a warning on each read (and returns a dict in strict mode).
+        ttl_s: lifetime of stored entries; ``None`` keeps them forever. Rounded up to whole
+            seconds, the unit of LangGraph's backends.
+        namespace: namespace of our entries in the backend (no commas: ``SqliteCache``
+            joins namespaces with them).
+        should_store: decides which computed entries are stored (all by default), e.g.
+            ``lambda e: e.output is not None``.
+
+    Raises:
+        ConfigurationError: ``ttl_s`` is not positive, or ``namespace`` is empty or has a comma.
+
+    Example:
+        >>> cache = IdempotencyCache(ttl_s=600)
+        >>> async def call() -> CacheEntry:
+        ...     return CacheEntry(output="hi", agent_used="greeter")
+        >>> entry, source = asyncio.run(cache.run("k", call))
+        >>> (entry.output, source)
+        ('hi', <CacheSource.MISS: 'miss'>)
+    """
+
+    __slots__ = ("_backend", "_flights", "_namespace", "_should_store", "_ttl", "_ttl_s")
+
+    def __init__(
+        self,
+        backend: BaseCache[Any] | None = None,
+        *,
+        ttl_s: float | None = 3600,
+        namespace: str = "langgraph-fanout",
+        should_store: Callable[[CacheEntry], bool] | None = None,
+    ) -> None:
+        if ttl_s is not None and not (isinstance(ttl_s, int | float) and 0 < ttl_s < math.inf):
+            raise ConfigurationError(f"ttl_s must be a finite number > 0 or None, got {ttl_s!r}")
+        if not isinstance(namespace, str) or not namespace or "," in namespace:
+            raise ConfigurationError(
+                f"namespace must be a non-empty str without commas, got {namespace!r}"
+            )
+        self._backend: BaseCache[Any] = backend if backend is not None else InMemoryCache()
+        self._ttl_s = ttl_s
+        self._ttl = None if ttl_s is None else math.ceil(ttl_s)
+        self._namespace = namespace
+        self._should_store = should_store or _store_all
+        self._flights: dict[
+            tuple[asyncio.AbstractEventLoop, CacheMode, str], asyncio.Future[_Outcome]
+        ] = {}
+
+    @property
+    def backend(self) -> BaseCache[Any]:
+        """The LangGraph cache the entries live in."""
+        return self._backend
+
+    @property
+    def ttl_s(self) -> float | None:
+        """Lifetime of stored entries, as configured."""
+        return self._ttl_s
+
+    @property
+    def namespace(self) -> str:
+        """Namespace of our entries in the backend."""
+        return self._namespace
+
+    @property
+    def in_flight(self) -> int:
+        """Number of computations currently shared by single-flight."""
+        return len(self._flights)
+
+    def _full_key(self, key: str) -> FullKey:
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError(f"cache key must be a non-empty str, got {key!r}")
+        return ((self._namespace,), key)
+
+    async def get(self, key: str) -> CacheEntry | None:
+        """Return the stored entry for ``key``, or ``None`` if absent or expired.
+
+        A value that is not a record of ours (another writer, an older version) counts as
+        absent and emits :class:`CacheBackendWarning`.
+        """
+        full = self._full_key(key)
+        found = await self._backend.aget([full])
+        if full not in found:
+            return None
+        try:
+            return CacheEntry.from_record(found[full])
+        except ValueError as exc:
+            warnings.warn(
+                CacheBackendWarning(f"ignoring cache entry {key[:12]}...: {exc}"), stacklevel=2
+            )
+            return None
+
+    async def set(self, key: str, entry: CacheEntry) -> None:
+        """Store ``entry`` under ``key`` with the configured TTL (overwrites)."""
+        if not isinstance(entry, CacheEntry):
+            raise ConfigurationError(f"expected a CacheEntry, got {type(entry)!r}")
+        await self._backend.aset({self._full_key(key): (entry.to_record(), self._ttl)})
+
+    async def clear(self) -> None:
+        """Delete every entry of this cache's namespace from the backend."""
+        await self._backend.aclear([(self._namespace,)])
+
+    async def run(
+        self,
+        key: str,
+        compute: Callable[[], Awaitable[CacheEntry]],
+        *,
+        mode: CacheMode = CacheMode.USE,
+    ) -> tuple[CacheEntry, CacheSource]:
+        """Return the entry for ``key``: stored, shared with an identical call, or computed.
+
+        Args:
+            key: from :func:`cache_key`.
+            compute: makes the call; awaited at most once per call of ``run``, and only
+                when no stored or in-flight result can be used.
+            mode: see :class:`CacheMode`. Calls share a flight only with calls of the same
+                mode, so a ``REFRESH`` never receives a stale stored entry.
+
+        Raises:
+            Exception: whatever ``compute`` raised (also raised in every follower).
+            asyncio.CancelledError: this call was cancelled.
+
+        Example:
+            >>> cache = IdempotencyCache()
+            >>> async def call() -> CacheEntry:
+            ...     return CacheEntry(output=4, agent_used="calc")
+            >>> async def twice() -> list[CacheSource]:
+            ...     return [(await cache.run("2+2", call))[1] for _ in range(2)]
+            >>> asyncio.run(twice())
+            [<CacheSource.MISS: 'miss'>, <CacheSource.HIT: 'hit'>]
+        """
+        mode = CacheMode(mode)
+        full_key = self._full_key(key)
+        if mode is CacheMode.BYPASS:
+            return _checked(await compute()), CacheSource.MISS
+        flight_key = (asyncio.get_running_loop(), mode, key)
+        while True:
+            flight = self._flights.get(flight_key)
+            if flight is None:
+                return await self._lead(flight_key, full_key, compute, mode)
+            # shield: cancelling this follower must not cancel the leader's shared future.
+            outcome = await asyncio.shield(flight)
+            if outcome is _ABANDONED:
+                continue
+            if outcome.error is not None:
+                raise outcome.error
+            assert outcome.entry is not None
+            source = CacheSource.HIT if outcome.source is CacheSource.HIT else CacheSource.SHARED
+            return outcome.entry, source
+
+    async def _lead(
+        self,
+        flight_key: _FlightKey,
+        full_key: FullKey,
+        compute: Callable[[], Awaitable[CacheEntry]],
+        mode: CacheMode,
+    ) -> tuple[CacheEntry, CacheSource]:
+        key = full_key[1]
+        flight: asyncio.Future[_Outcome] = flight_key[0].create_future()
+        # Registered before the first await, so every identical call from now on joins it.
+        self._flights[flight_key] = flight
+        try:
+            try:
+                stored = await self._read(key) if mode.reads else None
+                if stored is not None:
+                    flight.set_result(_Outcome(entry=stored, source=CacheSource.HIT))
+                    return stored, CacheSource.HIT
+                entry = _checked(await compute())
+            except Exception as exc:
+                # Outcomes travel as results, not exceptions: a future holding an exception
+                # nobody retrieves would be logged as an error when no follower joined.
+                flight.set_result(_Outcome(error=exc))
+                raise
+            flight.set_result(_Outcome(entry=entry, source=CacheSource.MISS))
+            # Still registered while storing: calls arriving now take the result at once
+            # instead of missing the backend and computing again.
+            if mode.writes and self._should_store(entry):
+                await self._write(key, entry)
+            return entry, CacheSource.MISS
+        finally:
+            if not flight.done():
+                flight.set_result(_ABANDONED)
+            if self._flights.get(flight_key) is flight:
+                del self._flights[flight_key]
+
+    async def _read(self, key: str) -> CacheEntry | None:
+        try:
+            return await self.get(key)
+        except Exception as exc:
+            warnings.warn(
+                CacheBackendWarning(f"cache read failed, computing instead: {exc!r}"),
+                stacklevel=3,
+            )
+            return None
+
+    async def _write(self, key: str, entry: CacheEntry) -> None:
+        try:
+            await self.set(key, entry)
+        except Exception as exc:
+            warnings.warn(
+                CacheBackendWarning(f"cache write failed, entry not stored: {exc!r}"),
+                stacklevel=3,
+            )
+
+    def __repr__(self) -> str:
+        ttl = "none" if self._ttl_s is None else f"{self._ttl_s:g}s"
+        return (
+            f"<IdempotencyCache {type(self._backend).__name__} namespace={self._namespace!r} "
+            f"ttl={ttl} in_flight={len(self._flights)}>"
+        )
+
+
+def _checked(entry: Any) -> CacheEntry:
+    if not isinstance(entry, CacheEntry):
+        raise ConfigurationError(f"compute must return a CacheEntry, got {type(entry)!r}")
+    return entry

@@ -1,0 +1,111 @@
+"""Hedged calls: when a call runs long, start a duplicate and keep whichever finishes first.
+
+Tail latency of LLM APIs is heavy: a few calls take many times the median. A hedge
+(Dean & Barroso, "The Tail at Scale") starts a second copy of a call that has run longer
+than a threshold; the first copy to succeed wins and the other is cancelled. Each copy
+reserves its own budget, and hedges are capped to a share of the calls so the extra cost
+stays bounded.
+
+Example:
+    >>> policy = HedgePolicy(percentile=0.95, max_extra_ratio=0.05)
+    >>> # dispatch_agents(..., hedge=policy)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+from langgraph_fanout.errors import ConfigurationError
+
+__all__ = ["HedgePolicy", "HedgeTracker"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HedgePolicy:
+    """When to hedge a call.
+
+    Args:
+        after_s: hedge a call still running after this many seconds; ``None`` to use the
+            observed latency ``percentile`` instead.
+        percentile: with ``after_s=None``, hedge after this quantile of the latencies
+            observed so far in the dispatch (0.95: the slowest 5% get a hedge).
+        min_samples: latencies to observe before the adaptive threshold is used.
+        max_extra_ratio: at most this share of extra calls (hedges / calls started); the
+            first hedge is allowed once ``1 / max_extra_ratio`` calls have started.
+        window: how many recent latencies the adaptive threshold looks at.
+
+    Raises:
+        ConfigurationError: a value is out of range.
+    """
+
+    after_s: float | None = None
+    percentile: float = 0.95
+    min_samples: int = 20
+    max_extra_ratio: float = 0.05
+    window: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.after_s is not None and not (0 < self.after_s < math.inf):
+            raise ConfigurationError(f"after_s must be finite and > 0, got {self.after_s!r}")
+        if not 0.0 < self.percentile < 1.0:
+            raise ConfigurationError(f"percentile must be in (0, 1), got {self.percentile!r}")
+        if not 0.0 < self.max_extra_ratio <= 1.0:
+            raise ConfigurationError(
+                f"max_extra_ratio must be in (0, 1], got {self.max_extra_ratio!r}"
+            )
+        if self.min_samples < 1 or self.window < self.min_samples:
+            raise ConfigurationError(
+                f"need 1 <= min_samples <= window, got {self.min_samples} and {self.window}"
+            )
+
+
+class HedgeTracker:
+    """The live state of hedging in one dispatch: latencies seen, calls and hedges counted."""
+
+    def __init__(self, policy: HedgePolicy) -> None:
+        self.policy = policy
+        self._latencies: deque[float] = deque(maxlen=policy.window)
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.launched = 0
+        self.won = 0
+
+    def threshold_s(self) -> float | None:
+        """Seconds after which a call should be hedged now, or ``None`` (not yet known)."""
+        if self.policy.after_s is not None:
+            return self.policy.after_s
+        with self._lock:
+            if len(self._latencies) < self.policy.min_samples:
+                return None
+            ordered = sorted(self._latencies)
+        rank = max(1, math.ceil(self.policy.percentile * len(ordered)))
+        return ordered[rank - 1]
+
+    def started(self) -> None:
+        with self._lock:
+            self.calls += 1
+
+    def observe(self, latency_s: float) -> None:
+        with self._lock:
+            self._latencies.append(latency_s)
+
+    def try_launch(self) -> bool:
+        """Take a hedge if the cap allows one (hedges <= max_extra_ratio * calls)."""
+        with self._lock:
+            if self.launched + 1 > self.policy.max_extra_ratio * self.calls:
+                return False
+            self.launched += 1
+            return True
+
+    def record_win(self) -> None:
+        with self._lock:
+            self.won += 1
+
+    def __repr__(self) -> str:
+        return (
+            f"HedgeTracker(threshold_s={self.threshold_s()}, calls={self.calls}, "
+            f"launched={self.launched}, won={self.won})"
+        )

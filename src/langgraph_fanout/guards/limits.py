@@ -1,0 +1,327 @@
+"""Resource limits, and the run state that nested dispatches share through ``contextvars``.
+
+``DispatchResourceLimits`` says what is allowed (``None`` switches a limit off).
+``SharedRun`` is what is being used: the concurrency slots, the agent count and the cost
+ledger of one top-level dispatch. A dispatch started inside a sub-agent call (tree
+recursion, a tool inside a sub-agent) finds the parent's ``SharedRun`` in its context and
+draws from it, so nesting never multiplies a limit.
+
+The concurrency cap counts calls actually in flight. A call that starts a nested dispatch
+lends its slot to its children while it waits for them (and takes one back afterwards),
+so ten parents fanning out ten children under ``max_concurrent=5`` peak at five calls and
+cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+import threading
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, fields
+
+from langgraph_fanout.errors import AgentLimitExceeded, ConfigurationError
+from langgraph_fanout.guards.ledger import CostLedger
+from langgraph_fanout.guards.ratelimit import RateLimiter
+
+__all__ = ["DispatchResourceLimits", "SharedRun", "SlotLease", "Slots", "current_scope"]
+
+
+RUN = {"scope": "run"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatchResourceLimits:
+    """What a dispatch (and everything nested in it) may use. ``None`` switches a limit off.
+
+    Nothing here throttles by default except ``max_concurrent`` (10 calls in flight) and
+    ``max_dispatch_depth`` (5 levels of nesting), both stated here so they are never a surprise.
+
+    Args:
+        max_total_cost_usd: cost budget; a call starts only if its worst case fits.
+        max_total_agents: most calls (attempts included) that may start.
+        max_concurrent: most calls in flight at once, across nested dispatches.
+        max_failure_rate: stop once this share of finished inputs failed...
+        failure_rate_min_sample: ...counting only after this many inputs finished.
+        cancel_in_flight_on_failure_rate: on that stop, cancel calls in flight (else let them end).
+        max_agent_duration_s: timeout of each attempt.
+        max_total_duration_s: deadline of the whole dispatch; in-flight calls are cancelled.
+        requests_per_second / tokens_per_minute: rate limits (no default rate).
+        min_success_count: the dispatch fails (``DispatchFailed``) with fewer successes.
+        max_dispatch_depth: deepest nesting of dispatches (the top level is depth 1).
+        default_max_output_tokens: worst-case output size assumed when an agent states none.
+        allow_unpriced: run models with no known price, counted at zero cost (with a warning).
+
+    Example:
+        >>> DispatchResourceLimits(max_concurrent=5, max_total_cost_usd=0.50)
+    """
+
+    # RUN: applied by the top-level run only (a nested run draws from its parent's and
+    # warns when it sets one). The others apply to each dispatch (max_concurrent to both:
+    # the run's slots, and the dispatch's own window).
+    max_total_cost_usd: float | None = field(default=None, metadata=RUN)
+    max_total_agents: int | None = field(default=None, metadata=RUN)
+    max_concurrent: int | None = 10
+    max_failure_rate: float | None = None
+    failure_rate_min_sample: int = 5
+    cancel_in_flight_on_failure_rate: bool = True
+    max_agent_duration_s: float | None = None
+    max_total_duration_s: float | None = None
+    requests_per_second: float | None = field(default=None, metadata=RUN)
+    tokens_per_minute: float | None = field(default=None, metadata=RUN)
+    min_success_count: int | None = None
+    max_dispatch_depth: int | None = field(default=5, metadata=RUN)
+    default_max_output_tokens: int = field(default=1024, metadata=RUN)
+    allow_unpriced: bool = field(default=False, metadata=RUN)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or value is None:
+                continue
+            if isinstance(value, float) and math.isnan(value):
+                raise ConfigurationError(f"{f.name} must be a number, got NaN")
+        _positive("max_total_cost_usd", self.max_total_cost_usd, allow_zero=True)
+        _positive_int("max_total_agents", self.max_total_agents)
+        _positive_int("max_concurrent", self.max_concurrent)
+        _positive_int("max_dispatch_depth", self.max_dispatch_depth)
+        _positive_int("failure_rate_min_sample", self.failure_rate_min_sample)
+        _positive_int("default_max_output_tokens", self.default_max_output_tokens)
+        _positive_int("min_success_count", self.min_success_count, allow_zero=True)
+        _positive("max_agent_duration_s", self.max_agent_duration_s)
+        _positive("max_total_duration_s", self.max_total_duration_s)
+        _positive("requests_per_second", self.requests_per_second)
+        _positive("tokens_per_minute", self.tokens_per_minute)
+        rate = self.max_failure_rate
+        if rate is not None and not 0.0 <= rate < 1.0:
+            raise ConfigurationError(
+                f"max_failure_rate must be in [0, 1) (a share of failed inputs), got {rate!r}"
+            )
+
+
+def run_wide_fields() -> tuple[str, ...]:
+    """The fields of ``DispatchResourceLimits`` that only a top-level run applies."""
+    return _RUN_WIDE
+
+
+_RUN_WIDE = tuple(
+    f.name for f in fields(DispatchResourceLimits) if f.metadata.get("scope") == "run"
+)
+
+
+def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be a number, got {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero) or math.isinf(value):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigurationError(f"{name} must be finite and {bound}, got {value!r}")
+
+
+def _positive_int(name: str, value: int | None, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigurationError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+class Slots:
+    """A FIFO counting semaphore: waiters are woken in order when a slot is released.
+
+    Same contract as ``asyncio.Semaphore`` (no polling; cancellation-safe: a slot handed
+    to a waiter that was cancelled meanwhile is passed on), minus its per-acquire scan of
+    the waiters (``locked()`` in Python 3.11), which costs as much as the rest of a call's
+    bookkeeping on the engine's hot path (``benchmarks/overhead.py``).
+    """
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self, value: int) -> None:
+        self._value = value
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, *, first: bool = False) -> None:
+        """Take a slot, waiting in line for one; ``first`` jumps the line (hedges do)."""
+        if self._value > 0 and not self._waiters:
+            self._value -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if first:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was ours already: hand it to the next in line
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # handed over: the count does not change
+                return
+        self._value += 1
+
+    @property
+    def available(self) -> int:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Slots(available={self._value}, waiting={len(self._waiters)})"
+
+
+class SlotLease:
+    """One call's hold on a concurrency slot, which it can lend to nested dispatches."""
+
+    __slots__ = ("_held", "_lent", "_restore", "_sem")
+
+    def __init__(self, sem: Slots | None) -> None:
+        self._sem = sem
+        self._held = False
+        self._lent = 0
+        self._restore = False
+
+    async def acquire(self, *, first: bool = False) -> None:
+        if self._sem is not None:
+            await self._sem.acquire(first=first)
+            self._held = True
+
+    def release(self) -> None:
+        if self._held and self._sem is not None:
+            self._held = False
+            self._sem.release()
+
+    @asynccontextmanager
+    async def lend(self) -> AsyncIterator[None]:
+        """Give the slot to nested work while it runs; take one back when it ends normally."""
+        if self._lent == 0:
+            self._restore = self._held
+            self.release()
+        self._lent += 1
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            self._lent -= 1
+            # On an error or cancellation we do not wait for a slot again: the call is ending.
+            if ok and self._restore and self._lent == 0 and self._sem is not None:
+                await self._sem.acquire()
+                self._held = True
+
+
+@dataclass(slots=True, kw_only=True)
+class SharedRun:
+    """State shared by a top-level dispatch and everything nested in it.
+
+    Attributes:
+        limits: the top-level dispatch's limits (nested dispatches draw from these).
+        concurrency: the slots of ``max_concurrent``.
+        ledger: the cost budget (always present: it also accounts when there is no cap).
+        limiter: the rate limiter, if any.
+        agents_started: calls started so far, against ``max_total_agents``.
+    """
+
+    limits: DispatchResourceLimits
+    concurrency: Slots | None
+    ledger: CostLedger
+    limiter: RateLimiter | None = None
+    # What the provider billed beyond our prompt-token count, per model, in this run:
+    # ``(model, "excess")`` tokens and ``(model, "ratio")``; later estimates cover them.
+    input_ratio: dict[tuple[str | None, str], float] = field(default_factory=dict)
+    # A list so that views on other loops (``on_another_loop``) count into the same cell.
+    _started: list[int] = field(default_factory=lambda: [0])
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def agents_started(self) -> int:
+        return self._started[0]
+
+    @agents_started.setter
+    def agents_started(self, value: int) -> None:
+        """Set when a run is rebuilt (e.g. a graph resumed from its checkpoint)."""
+        with self._lock:
+            self._started[0] = value
+
+    @classmethod
+    def create(
+        cls,
+        limits: DispatchResourceLimits,
+        *,
+        ledger: CostLedger | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> SharedRun:
+        """The run state of a new top-level dispatch.
+
+        Args:
+            limits: the limits.
+            ledger: a ledger to share with other dispatches (a budget for a whole agent
+                run); a new one with ``limits.max_total_cost_usd`` when not given.
+            limiter: a rate limiter to share (e.g. per provider); built from the limits'
+                ``requests_per_second``/``tokens_per_minute`` when not given.
+        """
+        sem = Slots(limits.max_concurrent) if limits.max_concurrent else None
+        if ledger is None:
+            ledger = CostLedger(limits.max_total_cost_usd)
+        if limiter is None and (limits.requests_per_second or limits.tokens_per_minute):
+            limiter = RateLimiter(
+                requests_per_second=limits.requests_per_second,
+                tokens_per_minute=limits.tokens_per_minute,
+                name="dispatch",
+            )
+        return cls(limits=limits, concurrency=sem, ledger=ledger, limiter=limiter)
+
+    def count_agent(self) -> None:
+        """Count one call about to start; refuse it past ``max_total_agents``."""
+        cap = self.limits.max_total_agents
+        with self._lock:  # a run may be shared by sync twins in worker threads
+            if cap is not None and self._started[0] >= cap:
+                raise AgentLimitExceeded(limit=cap)
+            self._started[0] += 1
+
+    def on_another_loop(self) -> SharedRun:
+        """A view for a nested dispatch on another thread's event loop: the same budget
+        and agent count; its own concurrency slots. The same rate limiter object, but a
+        ``RateLimiter`` keeps its buckets per event loop, so rates are per loop too."""
+        view = SharedRun.create(self.limits, ledger=self.ledger, limiter=self.limiter)
+        view._started = self._started
+        view._lock = self._lock
+        view.input_ratio = self.input_ratio
+        return view
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where the current code runs: the shared run, the depth, the call's slot and loop."""
+
+    run: SharedRun
+    depth: int
+    lease: SlotLease | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+_SCOPE: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
+    "langgraph_fanout_scope", default=None
+)
+
+
+def current_scope() -> Scope | None:
+    """The scope of the sub-agent call this code runs in, or ``None`` at top level."""
+    return _SCOPE.get()
+
+
+def enter_scope(scope: Scope) -> contextvars.Token[Scope | None]:
+    return _SCOPE.set(scope)
+
+
+def exit_scope(token: contextvars.Token[Scope | None]) -> None:
+    _SCOPE.reset(token)

@@ -1,0 +1,4 @@
+"""LangChain ``create_*_tool`` factories.
+
+Private: import from ``langgraph_fanout``.
+"""
