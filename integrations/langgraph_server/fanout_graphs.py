@@ -35,10 +35,11 @@ from langgraph_fanout import (
     RateLimiter,
     SubAgentResult,
     Vote,
+    create_fan_out_graph,
+    create_tree_graph,
     majority_vote,
     shared_limiter,
 )
-from langgraph_fanout import create_fan_out_graph, create_tree_graph
 from langgraph_fanout.testing import SIMULATED_MODEL_PRICES, SimulatedChatModel
 
 __all__ = ["RunSettings", "fan_out", "split_in_halves", "tree", "vote"]
