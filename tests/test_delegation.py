@@ -11,11 +11,11 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from conftest import FakeSleep
+from langgraph_fanout.core.text import as_text
 from langgraph_fanout.delegation.client import A2AClient, SharedLimits, delegate
 from langgraph_fanout.delegation.requests import (
     AgentDelegationRequest,
     DelegationResult,
-    render_value,
 )
 from langgraph_fanout.engine.registry import AgentRegistry, RemoteAgent
 from langgraph_fanout.errors import (
@@ -98,10 +98,10 @@ def test_invalid_requests_are_refused(fields: dict[str, Any]) -> None:
         AgentDelegationRequest(**fields)
 
 
-def test_render_value_of_results_and_messages() -> None:
-    assert render_value(AIMessage("hello")) == "hello"
-    assert render_value([1, "a"]) == '[1, "a"]'
-    assert render_value({"b": 1, "a": AIMessage("x")}) == '{"a": "x", "b": 1}'
+def test_context_values_render_as_text_with_sorted_keys() -> None:
+    assert as_text(AIMessage("hello"), sort_keys=True) == "hello"
+    assert as_text([1, "a"], sort_keys=True) == '[1, "a"]'
+    assert as_text({"b": 1, "a": AIMessage("x")}, sort_keys=True) == '{"a": "x", "b": 1}'
 
 
 # --------------------------------------------------------------------------- registry

@@ -837,7 +837,7 @@ async def test_a_failing_aggregator_agent_is_a_typed_result() -> None:
 def test_messages_in_a_join_become_their_text() -> None:
     from langchain_core.messages import AIMessage
 
-    from langgraph_fanout.graphs.runs import message_text
+    from langgraph_fanout.core.text import as_text as message_text
 
     assert message_text({"geo": AIMessage("paris"), "n": 1}) == '{"geo": "paris", "n": 1}'
 

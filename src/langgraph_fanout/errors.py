@@ -42,31 +42,6 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-__all__ = [
-    "AgentError",
-    "AgentLimitExceeded",
-    "BudgetExceeded",
-    "CacheKeyError",
-    "CallCancelled",
-    "CallError",
-    "CallSkipped",
-    "CallTimeout",
-    "CircuitOpen",
-    "ConfigurationError",
-    "DepthLimitExceeded",
-    "DispatchFailed",
-    "FanoutError",
-    "InjectionDetected",
-    "InvalidInputError",
-    "InvalidItem",
-    "KeyNotFound",
-    "RefusedError",
-    "RetriesExhausted",
-    "SyncInAsyncError",
-    "UnpricedModel",
-    "VoteTie",
-]
-
 
 def _rebuild(cls: type[FanoutError], kwargs: dict[str, Any]) -> FanoutError:
     return cls(**kwargs)

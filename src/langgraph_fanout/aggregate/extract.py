@@ -25,6 +25,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel
 
 from langgraph_fanout.core.results import SubAgentResult
+from langgraph_fanout.core.text import as_text
 from langgraph_fanout.errors import ConfigurationError, KeyNotFound
 
 Key: TypeAlias = str | Callable[[Any], Any] | None
@@ -68,7 +69,7 @@ def extract(output: Any, key: Key = None, *, default: Any = _RAISE) -> Any:
         'spam'
     """
     if key is None:
-        return _message_text(output) if isinstance(output, BaseMessage) else output
+        return as_text(output) if isinstance(output, BaseMessage) else output
     if isinstance(key, str):
         if not key:
             raise ConfigurationError("key must be a non-empty dotted path, a function or None")
@@ -95,10 +96,6 @@ def key_name(key: Key) -> str:
     return getattr(key, "__qualname__", None) or repr(key)
 
 
-def _message_text(message: BaseMessage) -> str:
-    return str(message.text)
-
-
 def _lookup(output: Any, key: str) -> Any:
     if isinstance(output, Mapping) and key in output:
         return output[key]
@@ -122,7 +119,7 @@ def _walk(value: Any, path: Sequence[str]) -> Any:
 
 def _structured(message: BaseMessage) -> Iterator[Any]:
     # The order documented in ``extract``: the first source holding the whole path wins.
-    parsed_content = _json_object(_message_text(message))
+    parsed_content = _json_object(as_text(message))
     if parsed_content is not None:
         yield parsed_content
     parsed = message.additional_kwargs.get("parsed")
@@ -183,7 +180,7 @@ def normalize_answer(value: Any) -> Hashable:
         'electronics'
     """
     if isinstance(value, BaseMessage):
-        value = _message_text(value)
+        value = as_text(value)
     if isinstance(value, str):
         text = " ".join(unicodedata.normalize("NFKC", value).casefold().split())
         previous = None

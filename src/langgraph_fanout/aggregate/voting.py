@@ -33,16 +33,6 @@ from langgraph_fanout.core.results import Status, SubAgentResult
 from langgraph_fanout.core.stopping import DispatchProgress, StopCondition
 from langgraph_fanout.errors import ConfigurationError, VoteTie
 
-__all__ = [
-    "EarlyRule",
-    "TieBreak",
-    "Vote",
-    "VoteTie",
-    "leader_probability",
-    "majority_vote",
-    "stop_when_decided",
-]
-
 TieBreak: TypeAlias = Literal["first", "lexical", "raise"]
 EarlyRule: TypeAlias = Literal["exact", "adaptive"]
 

@@ -67,16 +67,6 @@ from langgraph_fanout.guards.limits import DispatchResourceLimits
 from langgraph_fanout.guards.pricing import Price
 from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy
 
-__all__ = [
-    "EXIT_FAILURES",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_REFUSED",
-    "EXIT_USAGE",
-    "UsageError",
-    "main",
-]
-
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_USAGE = 2

@@ -29,8 +29,6 @@ from langgraph_fanout.cli.demo_runner import Out, Runner
 from langgraph_fanout.guards.tokens import count_message_tokens
 from langgraph_fanout.testing import SimulatedChatModel
 
-__all__ = ["DeepDive", "main", "run_deep_dive"]
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeepDive:

@@ -20,21 +20,6 @@ from langgraph_fanout.guards.breaker import BreakerRegistry
 from langgraph_fanout.guards.pricing import Price
 from langgraph_fanout.testing import SIMULATED_MODEL_PRICES, SimulatedChatModel
 
-__all__ = [
-    "DOCUMENTS",
-    "LABELS",
-    "PRICES",
-    "QUERY",
-    "RECEIPTS",
-    "Out",
-    "Runner",
-    "StartTimes",
-    "receipt_label",
-    "relevance",
-    "text_of",
-    "waves",
-]
-
 Out = Callable[[str], None]
 
 PRICES = {
@@ -115,10 +100,6 @@ def waves(starts: Sequence[float], gap_s: float) -> list[int]:
             first = t
         sizes[-1] += 1
     return sizes
-
-
-def text_of(output: Any) -> str:
-    return str(getattr(output, "text", output))
 
 
 class Runner:

@@ -24,9 +24,9 @@ from langgraph_fanout.cli.demo_runner import (
     StartTimes,
     receipt_label,
     relevance,
-    text_of,
     waves,
 )
+from langgraph_fanout.core.text import as_text
 from langgraph_fanout.engine.agents import SubAgent
 from langgraph_fanout.engine.call import Task
 from langgraph_fanout.engine.dispatch import Dispatcher, dispatch_agents
@@ -38,21 +38,6 @@ from langgraph_fanout.guards.limits import DispatchResourceLimits
 from langgraph_fanout.guards.pricing import Price
 from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, ErrorStrategy
 from langgraph_fanout.guards.screening import InjectionPolicy, ScreeningPolicy
-
-__all__ = [
-    "anti_patterns",
-    "batch_processing",
-    "consensus_vote",
-    "ensemble_intelligence",
-    "fail_safe",
-    "idempotency_cache",
-    "parallel_search",
-    "parallel_speedup",
-    "quota_protection",
-    "security_screening",
-    "semaphore_control",
-]
-
 
 # --------------------------------------------------------------------------- WHEN
 
@@ -71,7 +56,7 @@ async def batch_processing(run: Runner) -> dict[str, Any]:
         )
     )
     report = result.report
-    labels = dict(Counter(text_of(o) for o in result.aggregate))
+    labels = dict(Counter(as_text(o) for o in result.aggregate))
     run.line(
         f"Processed {report.inputs} receipts in {report.wall_time_s:.2f}s "
         f"({report.wall_time_s / report.inputs * 1000:.1f} ms avg per receipt), "
@@ -128,11 +113,11 @@ async def parallel_search(run: Runner) -> dict[str, Any]:
             aggregate=rank_by_metric("score"),
         )
     )
-    top = [(json.loads(text_of(s.output))["doc"], s.score) for s in result.aggregate[:3]]
+    top = [(json.loads(as_text(s.output))["doc"], s.score) for s in result.aggregate[:3]]
     best = best_result("score")(result.results)
     run.line(f"{len(result)} documents searched in {result.report.wall_time_s:.2f}s")
     run.line("rank_by_metric('score'), top 3: " + ", ".join(f"{d} ({s:g})" for d, s in top))
-    run.line(f"best_result('score'): {text_of(best.output) if best else None}")
+    run.line(f"best_result('score'): {as_text(best.output) if best else None}")
     return {
         "search_docs": len(result),
         "search_wall_s": result.report.wall_time_s,
@@ -368,7 +353,7 @@ async def ensemble_intelligence(run: Runner) -> dict[str, Any]:
     for q, question in enumerate(questions):
         group = result.results[q * voters : (q + 1) * voters]
         for v, r in enumerate(group):
-            right_per_voter[v] += r.ok and text_of(r.output) == truth[question]
+            right_per_voter[v] += r.ok and as_text(r.output) == truth[question]
         ensemble_right += vote(group).winner_key == truth[question]
     single = sum(right_per_voter) / (voters * len(questions))
     best = max(right_per_voter) / len(questions)

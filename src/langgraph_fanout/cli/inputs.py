@@ -21,16 +21,6 @@ from langgraph_fanout.errors import FanoutError
 from langgraph_fanout.guards.pricing import Price
 from langgraph_fanout.testing import FAILURE_KINDS, SIMULATED_MODEL_PRICES, SimulatedChatModel
 
-__all__ = [
-    "SIMULATED_KEYS",
-    "Items",
-    "ModelChoice",
-    "UsageError",
-    "check_template",
-    "read_items",
-    "resolve_model",
-]
-
 SIMULATED_KEYS = ("model", "seed", "latency", "fail", "fail_kind", "choices", "max_tokens")
 """The ``key=value`` options of ``--model simulated:...``."""
 

@@ -31,19 +31,6 @@ from langgraph_fanout.core.report import DispatchReport
 from langgraph_fanout.core.results import SubAgentResult
 from langgraph_fanout.engine.plan import DispatchPlan
 
-__all__ = [
-    "JsonLines",
-    "ProgressView",
-    "console_for",
-    "describe",
-    "jsonable",
-    "output_text",
-    "print_plan",
-    "print_report",
-    "print_results",
-    "usd",
-]
-
 _PROGRESS_EVERY_S = 1.0
 
 
@@ -59,7 +46,7 @@ class RunOutcome:
     interrupted: bool
 
 
-def output_text(output: Any) -> Any:
+def plain_output(output: Any) -> Any:
     """A result's output as JSON can hold it: a message's text, other values as they are."""
     if isinstance(output, BaseMessage):
         return output.text
@@ -93,7 +80,7 @@ def jsonable(value: Any) -> Any:
 def describe(value: Any) -> str:
     """A short human description of an aggregate."""
     if isinstance(value, SubAgentResult):
-        return f"#{value.index}: {_short(output_text(value.output))}"
+        return f"#{value.index}: {_short(plain_output(value.output))}"
     if isinstance(value, list):
         shown = ", ".join(describe(v) for v in value[:3])
         return f"[{shown}{', ...' if len(value) > 3 else ''}] ({len(value)})"
@@ -192,7 +179,7 @@ def print_results(outcome: RunOutcome, samples: int, console: Console) -> None:
     for name in ("cost $", "time s", "tries"):
         table.add_column(name, justify="right")
     for r in outcome.results:
-        shown = _short(output_text(r.output)) if r.ok else f"{r.error_kind}: {_short(r.error, 40)}"
+        shown = _short(plain_output(r.output)) if r.ok else f"{r.error_kind}: {_short(r.error, 40)}"
         row = [str(r.index)]
         if samples > 1:
             row.append(str(r.index // samples))

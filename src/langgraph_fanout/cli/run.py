@@ -16,21 +16,19 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from langgraph_fanout.cli.inputs import Items
-from langgraph_fanout.cli.output import JsonLines, ProgressView, RunOutcome, output_text
-from langgraph_fanout.core.report import ReportBuilder, build_report
+from langgraph_fanout.cli.output import JsonLines, ProgressView, RunOutcome, plain_output
+from langgraph_fanout.core.report import ReportBuilder
 from langgraph_fanout.core.results import SubAgentResult
 from langgraph_fanout.core.stopping import DispatchProgress, StopCondition
 from langgraph_fanout.engine.agents import SubAgent
 from langgraph_fanout.engine.dispatch import Dispatcher
+from langgraph_fanout.engine.run import build_report
 from langgraph_fanout.errors import CallCancelled
 from langgraph_fanout.guards.ledger import CostLedger
 from langgraph_fanout.guards.limits import DispatchResourceLimits
 from langgraph_fanout.guards.pricing import Price
 from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy
 from langgraph_fanout.guards.tokens import count_message_tokens
-
-__all__ = ["RunOutcome", "aggregate_results", "dispatch_items"]
-
 
 # --------------------------------------------------------------------------- run
 
@@ -86,7 +84,7 @@ async def dispatch_items(
                     "item": item,
                     "input": items.rows[item],
                     **result.to_dict(),
-                    "output": output_text(result.output),
+                    "output": plain_output(result.output),
                 }
             )
 

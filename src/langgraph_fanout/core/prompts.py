@@ -20,8 +20,6 @@ from typing import Any
 
 from langgraph_fanout.errors import InvalidInputError
 
-__all__ = ["PromptTemplate", "validate_arguments"]
-
 _FORMATTER = string.Formatter()
 
 

@@ -10,9 +10,6 @@ from typing import Any
 
 from langgraph_fanout.core.results import Status, SubAgentResult
 from langgraph_fanout.errors import CallCancelled
-from langgraph_fanout.guards.ledger import CostLedger
-
-__all__ = ["DispatchReport", "ReportBuilder"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -204,26 +201,6 @@ class ReportBuilder:
             cost_saved_usd=self._saved * (self._spent / ok) if ok else 0.0,
             **extra,
         )
-
-
-def build_report(
-    builder: ReportBuilder,
-    ledger: CostLedger,
-    *,
-    wall_time_s: float,
-    stop_reason: str | None,
-) -> DispatchReport:
-    """The report of ``builder``'s results with the run's ledger totals, read from one
-    ledger snapshot (so the totals agree with each other)."""
-    books = ledger.snapshot()
-    return builder.build(
-        wall_time_s=wall_time_s,
-        stop_reason=stop_reason,
-        budget_usd=books.limit_usd,
-        total_spent_usd=books.spent_usd,
-        refused_usd=books.refused_usd,
-        overshoot_usd=books.overshoot_usd,
-    )
 
 
 def _quantile(ordered: list[float], q: float) -> float:

@@ -8,8 +8,6 @@ from typing import Any
 
 from langgraph_fanout.errors import CallCancelled, CallError, CallSkipped
 
-__all__ = ["Attempt", "Status", "SubAgentResult"]
-
 
 class Status(StrEnum):
     """How an input ended. Every input of a dispatch ends in exactly one of these."""

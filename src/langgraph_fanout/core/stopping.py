@@ -16,16 +16,6 @@ from dataclasses import dataclass
 from langgraph_fanout.core.results import Status, SubAgentResult
 from langgraph_fanout.errors import ConfigurationError
 
-__all__ = [
-    "DispatchProgress",
-    "StopCondition",
-    "stop_after_failures",
-    "stop_after_successes",
-    "stop_never",
-    "stop_on_first_failure",
-    "stop_when",
-]
-
 
 @dataclass(slots=True, kw_only=True)
 class DispatchProgress:

@@ -44,32 +44,18 @@ from langgraph_fanout.core.results import SubAgentResult
 from langgraph_fanout.delegation.requests import (
     AgentDelegationRequest,
     DelegationResult,
-    output_text,
-    render_value,
 )
 from langgraph_fanout.engine.agents import AgentLike, SubAgent
 from langgraph_fanout.engine.call import Task
 from langgraph_fanout.engine.dispatch import Dispatcher, DispatchResult, run_sync
 from langgraph_fanout.engine.options import GuardOptions, Guards
-from langgraph_fanout.engine.registry import AgentRegistry, RemoteAgent
+from langgraph_fanout.engine.registry import AgentRegistry
 from langgraph_fanout.engine.run import reconcile_budget
 from langgraph_fanout.errors import ConfigurationError
 from langgraph_fanout.guards.ledger import CostLedger
 from langgraph_fanout.guards.limits import DispatchResourceLimits, SharedRun, current_scope
 from langgraph_fanout.guards.ratelimit import RateLimiter
 from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy
-
-__all__ = [
-    "A2AClient",
-    "AgentDelegationRequest",
-    "AgentRegistry",
-    "DelegationResult",
-    "RemoteAgent",
-    "SharedLimits",
-    "delegate",
-    "output_text",
-    "render_value",
-]
 
 # --------------------------------------------------------------------------- shared limits
 

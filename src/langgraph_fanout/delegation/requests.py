@@ -19,21 +19,17 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any, Self
 
-from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from langgraph_fanout.core.prompts import PromptTemplate
 from langgraph_fanout.core.results import Attempt, SubAgentResult
+from langgraph_fanout.core.text import as_text
 from langgraph_fanout.engine.agents import SubAgent
 from langgraph_fanout.engine.call import Task
 from langgraph_fanout.errors import CallError
-
-__all__ = ["AgentDelegationRequest", "DelegationResult", "output_text", "render_value"]
 
 
 class AgentDelegationRequest(BaseModel):
@@ -79,7 +75,7 @@ class AgentDelegationRequest(BaseModel):
 
     def arguments(self) -> dict[str, str]:
         """The context values as the text spliced into the prompt."""
-        return {key: render_value(value) for key, value in self.context.items()}
+        return {key: as_text(value, sort_keys=True) for key, value in self.context.items()}
 
     def render(self) -> str:
         """The prompt the agent receives."""
@@ -96,37 +92,6 @@ class AgentDelegationRequest(BaseModel):
             arguments=arguments if arguments else None,
             template=template if arguments else None,
         )
-
-
-def render_value(value: Any) -> str:
-    """A context value as prompt text: strings as they are, messages and results by their
-    text, anything else as JSON (``str`` for what JSON cannot hold)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, DelegationResult | BaseMessage):
-        return value.text
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, DelegationResult | BaseMessage):
-        return value.text
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return str(value)
-
-
-def output_text(output: Any) -> str:
-    """An agent's output as text: a message's text, a string, else JSON."""
-    if isinstance(output, str):
-        return output
-    if isinstance(output, BaseMessage):
-        return output.text
-    if isinstance(output, SubAgentResult):
-        return output_text(output.output)
-    return json.dumps(output, ensure_ascii=False, default=_json_default)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,7 +141,7 @@ class DelegationResult:
     @property
     def text(self) -> str:
         """The output as text ("" on failure)."""
-        return output_text(self.output) if self.success else ""
+        return as_text(self.output) if self.success else ""
 
     @property
     def errors(self) -> tuple[str, ...]:

@@ -37,8 +37,6 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph_fanout.errors import ClientRetriesWarning, ConfigurationError
 from langgraph_fanout.guards.pricing import Price
 
-__all__ = ["AgentLike", "ClientRetriesWarning", "SubAgent"]
-
 AgentLike = Any
 """Anything ``SubAgent.of`` accepts: a SubAgent, chat model, Runnable or callable."""
 

@@ -70,8 +70,6 @@ from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, run_with_recov
 from langgraph_fanout.guards.screening import ScreeningPolicy
 from langgraph_fanout.guards.tokens import TokenCounter
 
-__all__ = ["CallPipeline", "PipelineGuards", "Task"]
-
 
 @dataclass(slots=True, kw_only=True)
 class Task:

@@ -51,14 +51,6 @@ from langgraph_fanout.errors import (
 )
 from langgraph_fanout.guards.limits import DispatchResourceLimits, SharedRun, Slots
 
-__all__ = [
-    "DispatchMode",
-    "DispatchResult",
-    "Dispatcher",
-    "dispatch_agents",
-    "dispatch_agents_sync",
-]
-
 T = TypeVar("T")
 
 

@@ -26,8 +26,6 @@ from langgraph_fanout.engine.options import GuardOptions, Guards
 from langgraph_fanout.errors import ConfigurationError, InvalidInputError
 from langgraph_fanout.guards.limits import DispatchResourceLimits
 
-__all__ = ["vote", "vote_sync"]
-
 
 async def vote(
     question: str,

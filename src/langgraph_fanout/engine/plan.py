@@ -33,8 +33,6 @@ from langgraph_fanout.errors import ConfigurationError, InvalidInputError
 from langgraph_fanout.guards.limits import DispatchResourceLimits
 from langgraph_fanout.guards.pricing import Price
 
-__all__ = ["DispatchPlan", "plan_dispatch"]
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DispatchPlan:

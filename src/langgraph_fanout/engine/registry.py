@@ -21,8 +21,6 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph_fanout.engine.agents import AgentLike, SubAgent
 from langgraph_fanout.errors import ConfigurationError
 
-__all__ = ["AgentRegistry", "RemoteAgent"]
-
 
 @runtime_checkable
 class RemoteAgent(Protocol):

@@ -40,7 +40,7 @@ from types import TracebackType
 
 from langchain_core.runnables import RunnableConfig
 
-from langgraph_fanout.core.report import DispatchReport, ReportBuilder, build_report
+from langgraph_fanout.core.report import DispatchReport, ReportBuilder
 from langgraph_fanout.core.results import Status, SubAgentResult
 from langgraph_fanout.core.stopping import (
     DispatchProgress,
@@ -426,6 +426,26 @@ class RunController:
             raise DispatchFailed(
                 reason=f"{report.succeeded} successes < min_success_count={need}", results=results
             )
+
+
+def build_report(
+    builder: ReportBuilder,
+    ledger: CostLedger,
+    *,
+    wall_time_s: float,
+    stop_reason: str | None,
+) -> DispatchReport:
+    """The report of ``builder``'s results with the run's ledger totals, read from one
+    ledger snapshot (so the totals agree with each other)."""
+    books = ledger.snapshot()
+    return builder.build(
+        wall_time_s=wall_time_s,
+        stop_reason=stop_reason,
+        budget_usd=books.limit_usd,
+        total_spent_usd=books.spent_usd,
+        refused_usd=books.refused_usd,
+        overshoot_usd=books.overshoot_usd,
+    )
 
 
 def _ended(task: Task, error: CallError) -> SubAgentResult:

@@ -40,26 +40,19 @@ from langgraph_fanout.core.prompts import PromptTemplate, validate_arguments
 from langgraph_fanout.core.report import DispatchReport
 from langgraph_fanout.core.results import SubAgentResult
 from langgraph_fanout.core.stopping import StopCondition
+from langgraph_fanout.core.text import as_text
 from langgraph_fanout.engine.agents import AgentLike, SubAgent
 from langgraph_fanout.engine.call import Task
 from langgraph_fanout.engine.dispatch import Dispatcher, DispatchResult
 from langgraph_fanout.engine.options import GuardOptions, Guards
 from langgraph_fanout.engine.run import DispatchMode, RunController
 from langgraph_fanout.errors import ConfigurationError, InvalidInputError
-from langgraph_fanout.graphs.pipeline import (
-    Parallel,
-    PipelineInput,
-    PipelineOutput,
-    create_pipeline_graph,
-    parallel,
-)
 from langgraph_fanout.graphs.records import (
     DEFERRED,
     Record,
     deferred_record,
     latest_records,
     merge_records,
-    result_from_record,
     result_to_record,
     results_from_records,
 )
@@ -70,31 +63,9 @@ from langgraph_fanout.graphs.runs import (
     find_run,
     is_agent,
     make_dispatcher,
-    message_text,
     run_call,
 )
-from langgraph_fanout.graphs.tree import TreeInput, TreeOutput, create_tree_graph
 from langgraph_fanout.guards.limits import DispatchResourceLimits
-
-__all__ = [
-    "FanInInput",
-    "FanOutInput",
-    "FanOutOutput",
-    "GraphTask",
-    "Parallel",
-    "PipelineInput",
-    "PipelineOutput",
-    "TreeInput",
-    "TreeOutput",
-    "as_dispatch_result",
-    "create_fan_in_graph",
-    "create_fan_out_graph",
-    "create_pipeline_graph",
-    "create_tree_graph",
-    "parallel",
-    "result_from_record",
-    "result_to_record",
-]
 
 Aggregate = Callable[[Sequence[SubAgentResult]], Any]
 
@@ -387,7 +358,7 @@ class _FanGraph:
 def _render_results(results: Sequence[SubAgentResult]) -> str:
     lines = []
     for r in results:
-        body = message_text(r.output) if r.ok else f"(failed: {r.error_kind})"
+        body = as_text(r.output) if r.ok else f"(failed: {r.error_kind})"
         lines.append(f"[{r.index + 1}] {r.agent_used or r.agent}: {body}")
     return "\n\n".join(lines)
 

@@ -42,15 +42,6 @@ from langgraph_fanout.graphs.runs import (
 )
 from langgraph_fanout.guards.limits import DispatchResourceLimits
 
-__all__ = [
-    "Parallel",
-    "PipelineInput",
-    "PipelineOutput",
-    "PipelineState",
-    "create_pipeline_graph",
-    "parallel",
-]
-
 Combine = Callable[[Sequence[SubAgentResult]], Any]
 
 

@@ -18,17 +18,6 @@ from typing import Any
 from langgraph_fanout.core.results import Attempt, Status, SubAgentResult
 from langgraph_fanout.errors import CallError, error_class
 
-__all__ = [
-    "DEFERRED",
-    "Record",
-    "deferred_record",
-    "latest_records",
-    "merge_records",
-    "result_from_record",
-    "result_to_record",
-    "results_from_records",
-]
-
 Record = dict[str, Any]
 
 DEFERRED = "deferred"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ from langgraph.config import get_stream_writer
 
 from langgraph_fanout.core.results import SubAgentResult
 from langgraph_fanout.core.stopping import StopCondition
+from langgraph_fanout.core.text import as_text
 from langgraph_fanout.engine.agents import AgentLike, SubAgent
 from langgraph_fanout.engine.call import Task
 from langgraph_fanout.engine.dispatch import Dispatcher
@@ -201,23 +201,6 @@ def node_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in text)
 
 
-def message_text(value: Any) -> str:
-    """A value as prompt text: a message's text, a string, or JSON."""
-    if isinstance(value, BaseMessage):
-        return value.text
-    if isinstance(value, str):
-        return value
-    try:
-        # Messages nested in a join ({agent: AIMessage}) contribute their text, not a repr.
-        return json.dumps(value, default=_text_of, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _text_of(value: Any) -> str:
-    return value.text if isinstance(value, BaseMessage) else str(value)
-
-
 def prompt_for(agent: SubAgent, value: Any) -> Any:
     """The prompt a value makes for ``agent`` when it flows between steps of a graph: a
     message becomes its text, and a chat model gets anything else but text or messages as
@@ -228,7 +211,7 @@ def prompt_for(agent: SubAgent, value: Any) -> Any:
         return value
     if isinstance(value, Sequence) and value and all(isinstance(m, BaseMessage) for m in value):
         return value
-    return message_text(value)
+    return as_text(value)
 
 
 def check_limits(limits: DispatchResourceLimits | None, *, graph: str | None = None) -> None:

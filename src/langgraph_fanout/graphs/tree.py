@@ -19,6 +19,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
 from langgraph_fanout.core.results import Status, SubAgentResult
+from langgraph_fanout.core.text import as_text
 from langgraph_fanout.engine.agents import AgentLike, SubAgent
 from langgraph_fanout.engine.call import Task
 from langgraph_fanout.engine.dispatch import Dispatcher
@@ -32,13 +33,10 @@ from langgraph_fanout.graphs.runs import (
     ensure_run,
     is_agent,
     make_dispatcher,
-    message_text,
     prompt_for,
     run_call,
 )
 from langgraph_fanout.guards.limits import DispatchResourceLimits
-
-__all__ = ["TreeInput", "TreeOutput", "TreeState", "create_tree_graph"]
 
 
 class TreeInput(TypedDict):
@@ -137,10 +135,10 @@ class _TreeRun:
         combine = self.tree.combine
         if isinstance(combine, SubAgent):
             if combine.kind == "chat_model":
-                answers = "\n".join(f"{i + 1}. {message_text(o)}" for i, o in enumerate(outputs))
+                answers = "\n".join(f"{i + 1}. {as_text(o)}" for i, o in enumerate(outputs))
                 prompt: Any = (
                     f"Combine the answers to the parts of this task into one answer.\n\n"
-                    f"Task: {message_text(task)}\n\nAnswers:\n{answers}"
+                    f"Task: {as_text(task)}\n\nAnswers:\n{answers}"
                 )
             else:
                 prompt = {"task": task, "parts": outputs}

@@ -25,15 +25,6 @@ from enum import StrEnum
 
 from langgraph_fanout.errors import CircuitOpen, ConfigurationError
 
-__all__ = [
-    "BreakerConfig",
-    "BreakerRegistry",
-    "BreakerSnapshot",
-    "BreakerState",
-    "CircuitBreaker",
-    "default_breakers",
-]
-
 
 class BreakerState(StrEnum):
     """Where a circuit breaker stands."""

@@ -40,16 +40,6 @@ from pydantic import BaseModel
 
 from langgraph_fanout.errors import CacheBackendWarning, CacheKeyError, ConfigurationError
 
-__all__ = [
-    "CACHE_KEY_VERSION",
-    "CacheBackendWarning",
-    "CacheEntry",
-    "CacheMode",
-    "CacheSource",
-    "IdempotencyCache",
-    "cache_key",
-]
-
 CACHE_KEY_VERSION: Final = "langgraph-fanout/cache-key/1"
 """Part of every key: bump it when the canonical form changes, so old entries stop matching."""
 

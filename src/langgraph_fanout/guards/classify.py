@@ -19,14 +19,6 @@ from typing import Any
 from langgraph_fanout.errors import AgentError, CallError, CallTimeout
 from langgraph_fanout.guards.screening import safe_message
 
-__all__ = [
-    "DETAIL_MAX_CHARS",
-    "REQUEST_FAULT_STATUS",
-    "classify_error",
-    "is_transient",
-    "retry_after_s",
-]
-
 DETAIL_MAX_CHARS = 300
 
 # 408 request timeout, 409 conflict (OpenAI uses it for transient lock contention),

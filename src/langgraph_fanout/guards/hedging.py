@@ -20,8 +20,6 @@ from dataclasses import dataclass
 
 from langgraph_fanout.errors import ConfigurationError
 
-__all__ = ["HedgePolicy", "HedgeTracker"]
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HedgePolicy:

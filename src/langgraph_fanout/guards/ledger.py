@@ -31,8 +31,6 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 from langgraph_fanout.errors import BudgetExceeded, ConfigurationError
 from langgraph_fanout.guards.pricing import Price
 
-__all__ = ["CostLedger", "LedgerSnapshot", "PriceFor", "Reservation", "Usage", "UsageCapture"]
-
 PriceFor = Callable[[str | None], "Price | None"]
 """Maps a model name to its price (``None`` when unknown), e.g. ``lookup_price``."""
 

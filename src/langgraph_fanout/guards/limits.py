@@ -27,9 +27,6 @@ from langgraph_fanout.errors import AgentLimitExceeded, ConfigurationError
 from langgraph_fanout.guards.ledger import CostLedger
 from langgraph_fanout.guards.ratelimit import RateLimiter
 
-__all__ = ["DispatchResourceLimits", "SharedRun", "SlotLease", "Slots", "current_scope"]
-
-
 RUN = {"scope": "run"}
 
 

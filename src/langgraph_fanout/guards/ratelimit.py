@@ -32,14 +32,6 @@ from aiolimiter import AsyncLimiter
 
 from langgraph_fanout.errors import ConfigurationError
 
-__all__ = [
-    "RateLimiter",
-    "RateLimiterRegistry",
-    "RateLimits",
-    "default_registry",
-    "shared_limiter",
-]
-
 
 def _check_number(name: str, value: float | None, *, at_least_one: bool = False) -> None:
     if value is None:

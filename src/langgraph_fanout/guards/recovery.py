@@ -57,19 +57,6 @@ from langgraph_fanout.guards.classify import (
     retry_after_s,
 )
 
-__all__ = [
-    "ErrorRecoveryPolicy",
-    "ErrorStrategy",
-    "RecoveryOutcome",
-    "backoff_wait",
-    "classify_error",
-    "is_transient",
-    "retry_after_s",
-    "run_with_recovery",
-    "wait_jitter",
-    "wait_retry_after",
-]
-
 A = TypeVar("A")
 T = TypeVar("T")
 

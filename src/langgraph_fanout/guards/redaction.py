@@ -31,16 +31,6 @@ from pydantic import BaseModel
 
 from langgraph_fanout.errors import ConfigurationError
 
-__all__ = [
-    "DEFAULT_DETECTORS",
-    "Detector",
-    "Match",
-    "RedactionMode",
-    "RedactionReport",
-    "Redactor",
-    "RegexDetector",
-]
-
 T = TypeVar("T")
 
 # A replacement can unblock a neighbour: in "x@y.uk+44 20 7946 0958" the phone number is

@@ -30,16 +30,6 @@ from pydantic import BaseModel
 from langgraph_fanout.errors import ConfigurationError, InjectionDetected
 from langgraph_fanout.guards.redaction import RedactionReport, Redactor
 
-__all__ = [
-    "INJECTION_MARKERS",
-    "InjectionPolicy",
-    "ScreeningFlag",
-    "ScreeningPolicy",
-    "detect_injection",
-    "safe_message",
-    "screen_arguments",
-]
-
 T = TypeVar("T")
 
 

@@ -33,8 +33,6 @@ from langgraph_fanout.guards.ledger import CostLedger
 from langgraph_fanout.guards.limits import DispatchResourceLimits
 from langgraph_fanout.tools.inputs import explain_validation_error
 
-__all__ = ["Agents", "FanoutTool", "ToolOutput", "client_for"]
-
 T = TypeVar("T")
 
 Agents: TypeAlias = A2AClient | AgentRegistry | Mapping[str, AgentLike] | AgentLike

@@ -21,20 +21,12 @@ from typing import Any, cast
 from langgraph_fanout.aggregate.voting import Vote
 from langgraph_fanout.core.report import DispatchReport
 from langgraph_fanout.core.results import SubAgentResult
+from langgraph_fanout.core.text import as_text
 from langgraph_fanout.delegation.client import A2AClient
-from langgraph_fanout.delegation.requests import DelegationResult, output_text
+from langgraph_fanout.delegation.requests import DelegationResult
 from langgraph_fanout.engine.dispatch import DispatchResult
 from langgraph_fanout.errors import BudgetExceeded
 from langgraph_fanout.guards.ledger import CostLedger
-
-__all__ = [
-    "budget_sentence",
-    "delegation_content",
-    "dispatch_content",
-    "failure_line",
-    "registry_lines",
-    "vote_content",
-]
 
 _FAILURES_SHOWN = 5
 _ERROR_CHARS = 160
@@ -73,14 +65,14 @@ def dispatch_content(
     if isinstance(aggregate, Vote):
         lines.append(_vote_line(aggregate))
     elif isinstance(aggregate, SubAgentResult):
-        text = _clip(output_text(aggregate.output), max_item_chars)
+        text = _clip(as_text(aggregate.output), max_item_chars)
         lines.append(f"{spec}: [{aggregate.index}] {text}")
     elif isinstance(aggregate, int | float):
         lines.append(f"{spec}: {aggregate:.6g}")
     elif aggregate is None:
         lines.append(f"{spec}: no answer (no successful output had a value)")
     else:
-        lines.append(f"{spec}: {_clip(output_text(aggregate), max_item_chars)}")
+        lines.append(f"{spec}: {_clip(as_text(aggregate), max_item_chars)}")
     if result.failures:
         lines.append(failure_line(result.results))
     return _fit(lines, max_content_chars)
@@ -88,7 +80,7 @@ def dispatch_content(
 
 def _per_item(results: Sequence[SubAgentResult], max_item_chars: int) -> list[str]:
     return [
-        f"[{r.index}] {_clip(output_text(r.output), max_item_chars)}"
+        f"[{r.index}] {_clip(as_text(r.output), max_item_chars)}"
         if r.ok
         else f"[{r.index}] failed ({r.error_kind}): {_short(r.error)}"
         for r in results
@@ -153,7 +145,7 @@ def _vote_line(vote: Vote) -> str:
     if vote.decided_early:
         notes.append(f"decided early, {vote.not_voted} voter(s) not needed")
     counts = ", ".join(f"{answer}: {weight:g}" for answer, weight in list(vote.counts.items())[:6])
-    winner = _clip(output_text(vote.winner), 200)
+    winner = _clip(as_text(vote.winner), 200)
     return f"vote: {winner} ({vote.support}/{vote.voters} votes, {'; '.join(notes)}); {counts}"
 
 

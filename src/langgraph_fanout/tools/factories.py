@@ -60,21 +60,6 @@ from langgraph_fanout.tools.inputs import (
     vote_template,
 )
 
-__all__ = [
-    "AggregateName",
-    "DelegateInput",
-    "DelegateTool",
-    "DispatchInput",
-    "DispatchTool",
-    "VoteInput",
-    "VoteTool",
-    "create_delegate_tool",
-    "create_dispatch_tool",
-    "create_vote_tool",
-    "explain_validation_error",
-]
-
-
 # --------------------------------------------------------------------------- dispatch tool
 
 

@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
@@ -22,18 +21,8 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic.v1 import ValidationError as ValidationErrorV1
 
 from langgraph_fanout.core.prompts import PromptTemplate
+from langgraph_fanout.core.text import as_text
 from langgraph_fanout.errors import InvalidInputError
-
-__all__ = [
-    "AggregateName",
-    "DelegateInput",
-    "DispatchInput",
-    "VoteInput",
-    "explain_validation_error",
-    "one_of",
-    "template_and_arguments",
-    "vote_template",
-]
 
 AggregateName: TypeAlias = Literal[
     "collect_all", "majority_vote", "best_result", "first_success", "mean", "median"
@@ -134,7 +123,9 @@ def template_and_arguments(instruction: str, items: Sequence[Any]) -> tuple[str,
             "write {{ and }} for literal braces."
         ) from None
     if not parsed.fields:  # no field: the item goes after the instruction
-        return instruction + "\n\n{item}", [{"item": _item_text(item)} for item in items]
+        return instruction + "\n\n{item}", [
+            {"item": as_text(item, sort_keys=True)} for item in items
+        ]
     arguments: list[Any] = []
     for index, item in enumerate(items):
         if isinstance(item, Mapping):
@@ -147,12 +138,6 @@ def template_and_arguments(instruction: str, items: Sequence[Any]) -> tuple[str,
                 f"{sorted(parsed.names)}: pass objects with those fields, or use {{item}}"
             )
     return instruction, arguments
-
-
-def _item_text(item: Any) -> str:
-    if isinstance(item, str):
-        return item
-    return json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def vote_template(
