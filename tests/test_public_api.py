@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import pickle
+import re
+import typing
+from pathlib import Path
+
 import langgraph_fanout
 
 PUBLIC = [
@@ -114,3 +121,62 @@ def test_all_is_sorted_and_pinned() -> None:
 def test_every_public_name_resolves() -> None:
     for name in langgraph_fanout.__all__:
         assert getattr(langgraph_fanout, name) is not None, name
+
+
+def test_re_exported_names_show_the_face_and_keep_their_type_hints() -> None:
+    for name in langgraph_fanout.__all__:
+        obj = getattr(langgraph_fanout, name)
+        if isinstance(obj, type) or inspect.isfunction(obj):
+            assert obj.__module__ == "langgraph_fanout", name
+        if isinstance(obj, type):
+            typing.get_type_hints(obj)  # resolvable although __module__ moved
+    assert repr(langgraph_fanout.SubAgentResult) == "<class 'langgraph_fanout.SubAgentResult'>"
+
+
+def test_public_values_pickle_by_their_public_path() -> None:
+    result = langgraph_fanout.SubAgentResult.from_error(
+        index=0, agent="a", error=langgraph_fanout.CallCancelled(reason="stop", started=True)
+    )
+    data = pickle.dumps(result)
+    # Only the public face and errors (the one module that never moves) are named.
+    assert set(re.findall(rb"langgraph_fanout[\w.]*", data)) <= {
+        b"langgraph_fanout",
+        b"langgraph_fanout.errors",
+    }
+    back = pickle.loads(data)
+    assert back.error_kind == "cancelled" and back.error.started
+
+
+ROOT = Path(__file__).parent.parent
+
+
+def _deep_imports(source: str) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            module = node.module
+        elif isinstance(node, ast.Import):
+            module = node.names[0].name
+        else:
+            continue
+        top = module.split(".")
+        if top[0] == "langgraph_fanout" and module not in PUBLIC_MODULES:
+            found.append(module)
+    return found
+
+
+PUBLIC_MODULES = {"langgraph_fanout", "langgraph_fanout.testing", "langgraph_fanout.cli"}
+
+
+def test_examples_integrations_and_the_readme_import_only_public_names() -> None:
+    sources = {
+        str(p.relative_to(ROOT)): p.read_text()
+        for folder in ("examples", "integrations")
+        for p in (ROOT / folder).rglob("*.py")
+        if "tests" not in p.parts
+    }
+    readme = (ROOT / "README.md").read_text()
+    for i, block in enumerate(re.findall(r"```python\n(.*?)```", readme, re.S)):
+        sources[f"README.md block {i}"] = block
+    deep = {name: _deep_imports(src) for name, src in sources.items()}
+    assert {name: found for name, found in deep.items() if found} == {}

@@ -886,7 +886,7 @@ def test_abandoned_graph_runs_are_dropped_after_an_idle_hour() -> None:
 
 def test_records_written_by_0_1_0_still_load_with_their_typed_errors() -> None:
     # Written before the layer folders, when records named an error by its module path.
-    data = json.loads((Path(__file__).parent / "data" / "records_0_1_0.json").read_text())
+    data = json.loads((Path(__file__).parent.parent / "data" / "records_0_1_0.json").read_text())
     results = [result_from_record(r) for r in data["records"]]
     for expected in data["expect"]:
         error = results[expected["index"]].error

@@ -37,7 +37,7 @@ from langgraph_fanout.guards.screening import (
     screen_arguments,
 )
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 
 
 def _load(name: str) -> list[str]:
