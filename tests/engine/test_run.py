@@ -436,3 +436,56 @@ def test_guards_validate_their_values_once() -> None:
     shared = Guards(cache=True)
     assert Guards.of(shared, {}) is shared
     assert Guards.of(shared, {"cache_mode": "refresh"}).cache is True
+
+
+class Blocking:
+    """``fail`` fails once ``window`` calls are in flight; the others wait until cancelled."""
+
+    def __init__(self, fail: str, *, window: int) -> None:
+        self.fail = fail
+        self.window = window
+        self.full = asyncio.Event()
+        self.started: list[str] = []
+        self.cancelled: list[str] = []
+        self.__name__ = "blocking"
+
+    async def __call__(self, prompt: str) -> str:
+        self.started.append(prompt)
+        if len(self.started) == self.window:
+            self.full.set()
+        if prompt == self.fail:
+            await self.full.wait()
+            raise ValueError("bad input")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(prompt)
+            raise
+        return "never"
+
+
+@pytest.mark.parametrize("surface", ["engine", "graph"])
+async def test_all_or_nothing_cancels_calls_in_flight_into_typed_results(surface: str) -> None:
+    agent = Blocking(fail="item 2", window=4)
+    items = [f"item {i}" for i in range(8)]
+    limits = DispatchResourceLimits(max_concurrent=4)
+    guards = Guards(breakers=BreakerRegistry())
+
+    async def run() -> None:
+        if surface == "engine":
+            await dispatch_agents(
+                None, items, agent=agent, limits=limits, mode="all_or_nothing", guards=guards
+            )
+        else:
+            graph = create_fan_out_graph(agent, limits=limits, mode="all_or_nothing", guards=guards)
+            await graph.compile().ainvoke({"items": items})
+
+    with pytest.raises(DispatchFailed, match="input 2 failed") as raised:
+        await run()
+    results = raised.value.results
+    assert [r.index for r in results] == list(range(8))  # every input ends as one result
+    assert sorted(agent.cancelled) == ["item 0", "item 1", "item 3"]
+    by_kind = {r.index: (r.error_kind, getattr(r.error, "started", None)) for r in results}
+    assert by_kind[2] == ("agent_error", None)
+    assert all(by_kind[i] == ("cancelled", True) for i in (0, 1, 3))  # were in flight
+    assert all(by_kind[i] == ("cancelled", False) for i in range(4, 8))  # never started
