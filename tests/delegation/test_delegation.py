@@ -12,7 +12,7 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from conftest import FakeSleep
 from langgraph_fanout.core.text import as_text
-from langgraph_fanout.delegation.client import A2AClient, SharedLimits, delegate
+from langgraph_fanout.delegation.client import A2AClient, delegate
 from langgraph_fanout.delegation.requests import (
     AgentDelegationRequest,
     DelegationResult,
@@ -27,7 +27,7 @@ from langgraph_fanout.errors import (
     SyncInAsyncError,
 )
 from langgraph_fanout.guards.ledger import CostLedger
-from langgraph_fanout.guards.limits import DispatchResourceLimits, SharedRun
+from langgraph_fanout.guards.limits import DispatchResourceLimits, SharedLimits, SharedRun
 from langgraph_fanout.guards.pricing import Price
 from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, ErrorStrategy
 from langgraph_fanout.guards.screening import InjectionPolicy, ScreeningPolicy

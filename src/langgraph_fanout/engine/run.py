@@ -34,7 +34,7 @@ import asyncio
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 
@@ -64,6 +64,7 @@ from langgraph_fanout.guards.limits import (
     SharedRun,
     Slots,
     current_scope,
+    reconcile_budget,
     run_wide_fields,
 )
 from langgraph_fanout.guards.ratelimit import RateLimiter
@@ -110,27 +111,6 @@ class RunSpec:
         shared, ledger = self.shared, self.ledger
         if shared is not None and ledger is not None and ledger is not shared.ledger:
             raise ConfigurationError("run= already has a ledger: pass run= or ledger=, not both")
-
-
-def reconcile_budget(
-    limits: DispatchResourceLimits, ledger: CostLedger | None
-) -> DispatchResourceLimits:
-    """The one rule for ``limits=`` with ``ledger=``: the ledger's cap is the budget.
-
-    A capped ledger with ``max_total_cost_usd=None`` sets the limit (reports, estimates and
-    the unpriced-model check read it there); two different caps are a mistake.
-
-    Raises:
-        ConfigurationError: ``ledger.limit_usd`` differs from ``limits.max_total_cost_usd``.
-    """
-    if ledger is None or ledger.limit_usd == limits.max_total_cost_usd:
-        return limits
-    if limits.max_total_cost_usd is not None:
-        raise ConfigurationError(
-            f"ledger limit {ledger.limit_usd!r} differs from "
-            f"limits.max_total_cost_usd={limits.max_total_cost_usd!r}: pass one of them"
-        )
-    return replace(limits, max_total_cost_usd=ledger.limit_usd)
 
 
 def warn_nested_limits(limits: DispatchResourceLimits, *, stacklevel: int = 2) -> None:

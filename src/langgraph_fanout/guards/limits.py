@@ -18,10 +18,11 @@ import asyncio
 import contextvars
 import math
 import threading
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from langgraph_fanout.errors import AgentLimitExceeded, ConfigurationError
 from langgraph_fanout.guards.ledger import CostLedger
@@ -322,3 +323,96 @@ def enter_scope(scope: Scope) -> contextvars.Token[Scope | None]:
 
 def exit_scope(token: contextvars.Token[Scope | None]) -> None:
     _SCOPE.reset(token)
+
+
+def reconcile_budget(
+    limits: DispatchResourceLimits, ledger: CostLedger | None
+) -> DispatchResourceLimits:
+    """The one rule for ``limits=`` with ``ledger=``: the ledger's cap is the budget.
+
+    A capped ledger with ``max_total_cost_usd=None`` sets the limit (reports, estimates and
+    the unpriced-model check read it there); two different caps are a mistake.
+
+    Raises:
+        ConfigurationError: ``ledger.limit_usd`` differs from ``limits.max_total_cost_usd``.
+    """
+    if ledger is None or ledger.limit_usd == limits.max_total_cost_usd:
+        return limits
+    if limits.max_total_cost_usd is not None:
+        raise ConfigurationError(
+            f"ledger limit {ledger.limit_usd!r} differs from "
+            f"limits.max_total_cost_usd={limits.max_total_cost_usd!r}: pass one of them"
+        )
+    return replace(limits, max_total_cost_usd=ledger.limit_usd)
+
+
+class SharedLimits:
+    """The ``SharedRun`` of one agent run, held so that it can be reset.
+
+    One budget, agent count and rate limiter for every call, threads included.
+    ``max_concurrent`` holds per event loop: slots belong to one loop, so each loop draws
+    from its own view (``SharedRun.on_another_loop``); a sync tool call runs its own loop.
+
+    Args:
+        limits: what the run may use.
+        ledger: a ledger to share; its cap is the budget (a new ledger when not given).
+        rate_limiter: a rate limiter to share (one from the limits' rates when not given).
+
+    Raises:
+        ConfigurationError: ``ledger`` has a cap other than ``limits.max_total_cost_usd``.
+
+    Example:
+        >>> shared = SharedLimits(DispatchResourceLimits(max_total_cost_usd=0.5))
+        >>> shared.ledger.remaining_usd
+        0.5
+    """
+
+    def __init__(
+        self,
+        limits: DispatchResourceLimits,
+        *,
+        ledger: CostLedger | None = None,
+        rate_limiter: RateLimiter | None = None,
+    ) -> None:
+        # Descriptions, reports and the unpriced-model check read the budget from here.
+        limits = reconcile_budget(limits, ledger)
+        self.limits = limits
+        self.run = SharedRun.create(limits, ledger=ledger, limiter=rate_limiter)
+        self._lock = threading.Lock()
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedRun] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @property
+    def ledger(self) -> CostLedger:
+        return self.run.ledger
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        return self.run.limiter
+
+    @property
+    def agents_started(self) -> int:
+        """Calls started so far (retries and fallbacks included)."""
+        return self.run.agents_started
+
+    def here(self) -> SharedRun:
+        """The run for the running event loop: shared budget, count and limiter; own slots."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            run = self._loops.get(loop)
+            if run is None:
+                run = self._loops[loop] = self.run.on_another_loop()
+            return run
+
+    def reset(self) -> None:
+        """Start a new run: a fresh ledger with the same cap and a zero agent count.
+
+        A ledger passed in is no longer used afterwards; the rate limiter is kept, and so
+        are the slots of each loop (calls still in flight hold some).
+        """
+        with self._lock:
+            self.run = SharedRun.create(self.limits, limiter=self.run.limiter)
+            for loop, old in list(self._loops.items()):
+                self._loops[loop] = view = self.run.on_another_loop()
+                view.concurrency = old.concurrency
