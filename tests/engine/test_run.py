@@ -7,12 +7,15 @@ The table below runs the same arguments through ``dispatch_agents`` and through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import gc
 import subprocess
 import sys
 import textwrap
 import warnings
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from langgraph_fanout import (
     A2AClient,
     ConfigurationError,
     CostLedger,
+    Dispatcher,
     DispatchFailed,
     DispatchResourceLimits,
     DispatchResult,
@@ -32,6 +36,8 @@ from langgraph_fanout import (
     NestedLimitsWarning,
     Status,
     StopCondition,
+    SubAgent,
+    Task,
     as_dispatch_result,
     create_dispatch_tool,
     create_fan_out_graph,
@@ -489,3 +495,28 @@ async def test_all_or_nothing_cancels_calls_in_flight_into_typed_results(surface
     assert by_kind[2] == ("agent_error", None)
     assert all(by_kind[i] == ("cancelled", True) for i in (0, 1, 3))  # were in flight
     assert all(by_kind[i] == ("cancelled", False) for i in range(4, 8))  # never started
+
+
+async def test_a_stream_holds_only_the_tasks_in_flight() -> None:
+    # A million lazy inputs must cost one window of tasks: finished tasks are not kept.
+    seen: list[weakref.ref[asyncio.Task[Any]]] = []
+
+    async def agent(prompt: Any) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        seen.append(weakref.ref(task))
+        return prompt
+
+    dispatcher = Dispatcher(agent, limits=DispatchResourceLimits(max_concurrent=8))
+    alive_midway = None
+    async with contextlib.aclosing(dispatcher.stream_tasks(_tasks(agent, 3000))) as results:
+        async for result in results:
+            if result.index == 2000:
+                gc.collect()
+                alive_midway = sum(ref() is not None for ref in seen[:1900])
+    assert alive_midway == 0
+
+
+def _tasks(agent: Any, n: int) -> Iterator[Task]:
+    sub = SubAgent.of(agent)
+    return (Task(index=i, agent=sub, prompt=i) for i in range(n))

@@ -1,4 +1,4 @@
-"""Tests of the LangGraph patterns (graphs.py, graph_flows.py, graph_runs.py)."""
+"""Tests of the LangGraph patterns (graphs/fan.py, tree.py, pipeline.py, runs.py, records.py)."""
 
 from __future__ import annotations
 

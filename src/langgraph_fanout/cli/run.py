@@ -17,13 +17,12 @@ from typing import Any
 
 from langgraph_fanout.cli.inputs import Items
 from langgraph_fanout.cli.output import JsonLines, ProgressView, RunOutcome, plain_output
-from langgraph_fanout.core.report import ReportBuilder
+from langgraph_fanout.core.report import DispatchReport, ReportBuilder
 from langgraph_fanout.core.results import SubAgentResult
 from langgraph_fanout.core.stopping import DispatchProgress, StopCondition
 from langgraph_fanout.engine.agents import SubAgent
 from langgraph_fanout.engine.dispatch import Dispatcher
 from langgraph_fanout.engine.run import build_report
-from langgraph_fanout.errors import CallCancelled
 from langgraph_fanout.guards.ledger import CostLedger
 from langgraph_fanout.guards.limits import DispatchResourceLimits
 from langgraph_fanout.guards.pricing import Price
@@ -68,6 +67,7 @@ async def dispatch_items(
         agent, limits=limits, policy=policy, prices=prices, ledger=ledger, stop=recorder
     )
     received: dict[int, SubAgentResult] = {}
+    reports: list[DispatchReport] = []  # the engine's own, when the stream ran to its end
     ok = 0
     total = len(items.rows) * samples
     view = ProgressView(total, enabled=not args.no_progress, stream=sys.stderr)
@@ -90,7 +90,9 @@ async def dispatch_items(
 
     async def consume() -> None:
         # Closing the stream early cancels the calls in flight at once.
-        stream = dispatcher.stream(args.template, items.rows, samples=samples)
+        stream = dispatcher.stream(
+            args.template, items.rows, samples=samples, on_report=reports.append
+        )
         async with contextlib.aclosing(stream) as results:
             async for result in results:
                 take(result)
@@ -131,7 +133,10 @@ async def dispatch_items(
     builder = ReportBuilder()
     for result in results:
         builder.add(result)
-    stop = "interrupted (Ctrl-C)" if interrupted else _stop_reason(results)
+    if interrupted:
+        stop: str | None = "interrupted (Ctrl-C)"
+    else:
+        stop = reports[0].stop_reason if reports else None
     report = build_report(builder, ledger, wall_time_s=loop.time() - started, stop_reason=stop)
     return RunOutcome(results, report, interrupted)
 
@@ -147,13 +152,6 @@ def _install_sigint(loop: asyncio.AbstractEventLoop, handler: Callable[[], None]
 def _remove_sigint(loop: asyncio.AbstractEventLoop) -> None:
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.remove_signal_handler(signal.SIGINT)
-
-
-def _stop_reason(results: Sequence[SubAgentResult]) -> str | None:
-    for result in results:
-        if isinstance(result.error, CallCancelled):
-            return result.error.reason
-    return None
 
 
 def aggregate_results(

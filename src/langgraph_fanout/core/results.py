@@ -114,11 +114,27 @@ class SubAgentResult:
 
     @classmethod
     def from_error(
-        cls, *, index: int, agent: str, error: CallError, sample: int = 0, **extra: Any
+        cls,
+        *,
+        index: int,
+        agent: str,
+        error: CallError,
+        sample: int = 0,
+        cache_hit: bool = False,
+        cost_usd: float = 0.0,
+        estimated_cost_usd: float = 0.0,
     ) -> SubAgentResult:
         """Build the result of an input that ended with ``error``."""
-        status = cls.status_of(error)
-        return cls(index=index, agent=agent, status=status, error=error, sample=sample, **extra)
+        return cls(
+            index=index,
+            agent=agent,
+            status=cls.status_of(error),
+            error=error,
+            sample=sample,
+            cache_hit=cache_hit,
+            cost_usd=cost_usd,
+            estimated_cost_usd=estimated_cost_usd,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly summary (the output is kept as is)."""

@@ -1,7 +1,7 @@
 """Delegation: hand one task to a named agent through the call pipeline, under shared limits.
 
-The seed's API, on local agents (the registry lives in ``registry``, the request and
-result in ``delegation_types``; every name is importable from here)::
+The seed's API, on local agents (the registry lives in ``engine/registry.py``, the request
+and result in ``delegation/requests.py``; every name is importable from the package)::
 
     AgentRegistry          name -> SubAgent (chat model, Runnable, callable, or a RemoteAgent)
     AgentDelegationRequest agent_id, task, context, timeout
@@ -16,7 +16,7 @@ concurrency cap per event loop. Inside a sub-agent of another dispatch the engin
 from that dispatch's run instead, so nesting never multiplies a limit.
 
 A request's prompt (the task, then its context as ``- key: value`` lines) is described in
-``delegation_types``.
+``delegation/requests.py``.
 
 Example:
     >>> client = A2AClient({"backup_agent": backup, "researcher": researcher},

@@ -315,8 +315,7 @@ class Dispatcher:
         queue: asyncio.Queue[SubAgentResult | None] = asyncio.Queue()
         room = Slots(2 * window)
         builder = ReportBuilder()
-        reports: list[DispatchReport] = []
-        runs: list[RunController] = []
+        ended: list[tuple[RunController, DispatchReport]] = []
 
         async def put(result: SubAgentResult) -> None:
             await room.acquire()
@@ -327,8 +326,7 @@ class Dispatcher:
             try:
                 async with RunController(self.spec, total=total) as run:
                     await run.feed(iter(tasks), put)
-                runs.append(run)
-                reports.append(run.report(builder))
+                ended.append((run, run.report(builder)))
             finally:
                 queue.put_nowait(None)
 
@@ -342,10 +340,10 @@ class Dispatcher:
             if not runner.done():
                 runner.cancel()
                 await asyncio.wait([runner])
-        report = reports[0]
+        run, report = ended[0]
         if on_report is not None:
             on_report(report)
-        runs[0].check_outcome(report, ())
+        run.check_outcome(report, ())
 
     def _aggregated(
         self, results: tuple[SubAgentResult, ...], report: DispatchReport

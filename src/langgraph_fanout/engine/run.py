@@ -107,10 +107,11 @@ class RunSpec:
     shared: SharedRun | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "limits", reconcile_budget(self.limits, self.ledger))
         shared, ledger = self.shared, self.ledger
         if shared is not None and ledger is not None and ledger is not shared.ledger:
             raise ConfigurationError("run= already has a ledger: pass run= or ledger=, not both")
+        budget = ledger if shared is None else shared.ledger
+        object.__setattr__(self, "limits", reconcile_budget(self.limits, budget))
 
 
 def warn_nested_limits(limits: DispatchResourceLimits, *, stacklevel: int = 2) -> None:
@@ -173,29 +174,35 @@ class RunController:
         self._in_flight: dict[asyncio.Task[object], Task] = {}
         self._cancelled: set[asyncio.Task[object]] = set()
         self._exit = AsyncExitStack()
-        self._opened = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._prepared = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    async def open(self, *, recovered: Iterable[SubAgentResult] = ()) -> RunController:
-        """Resolve the scope, start the deadline, lend the parent's slot.
+    def prepare(
+        self, *, recovered: Iterable[SubAgentResult] = (), ledger: CostLedger | None = None
+    ) -> RunController:
+        """Resolve the scope, refuse depth, build the pipeline: everything ``open`` does
+        that needs no waiting (a graph registers the run between the two).
 
         Args:
             recovered: results a resumed run already has: they count toward the gates.
+            ledger: for a top-level run, the ledger of the run this one resumes (it holds
+                what was spent already); ignored when nested.
         """
-        if self._opened:
+        if self._prepared:
             raise RuntimeError("a RunController is opened once")
-        self._opened = True
+        self._prepared = True
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.started_at = loop.time()
         self.touched = self.started_at
         spec, limits = self.spec, self.spec.limits
         scope = current_scope()
-        lease = None
+        self._lease = None
         if scope is None:
             shared = spec.shared or SharedRun.create(
-                limits, ledger=spec.ledger, limiter=spec.rate_limiter
+                limits, ledger=spec.ledger or ledger, limiter=spec.rate_limiter
             )
             depth = 1
         else:
@@ -204,10 +211,10 @@ class RunController:
                 # the budget and agent count are shared; slots belong to a loop.
                 shared = scope.run.on_another_loop()
             else:
-                shared, lease = scope.run, scope.lease
+                shared, self._lease = scope.run, scope.lease
             depth = scope.depth + 1
             if limits is not shared.limits:
-                warn_nested_limits(limits, stacklevel=3)
+                warn_nested_limits(limits, stacklevel=4)
         self.shared, self.depth, self.nested = shared, depth, scope is not None
         self.window = Slots(limits.max_concurrent) if limits.max_concurrent else None
         max_depth = shared.limits.max_dispatch_depth
@@ -222,18 +229,35 @@ class RunController:
         )
         for result in recovered:
             self._count(result)
-        if self.refusal is None:
-            deadline = limits.max_total_duration_s
-            if deadline is not None:
-                timer = loop.call_later(deadline, self.stop, f"deadline of {deadline:g} s passed")
-                self._exit.callback(timer.cancel)
-            if lease is not None:
-                # The enclosing call waits for this whole run: its slot goes to our calls.
-                await self._exit.enter_async_context(lease.lend())
         return self
 
+    async def start(self) -> RunController:
+        """Lend the parent call's slot to this run's calls, then start the deadline."""
+        if self.refusal is not None:
+            return self
+        if self._lease is not None:
+            # The enclosing call waits for this whole run: its slot goes to our calls.
+            await self._exit.enter_async_context(self._lease.lend())
+        deadline = self.spec.limits.max_total_duration_s
+        if deadline is not None:
+            self._timer = self.loop.call_later(
+                deadline, self.stop, f"deadline of {deadline:g} s passed"
+            )
+        return self
+
+    async def open(self, *, recovered: Iterable[SubAgentResult] = ()) -> RunController:
+        """``prepare``, then ``start``."""
+        return await self.prepare(recovered=recovered).start()
+
+    def abandon(self) -> None:
+        """Stop the deadline of a run nobody will close (its graph was cancelled)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     async def aclose(self, error: BaseException | None = None) -> None:
-        """Stop the deadline and take the parent's slot back (not after an error)."""
+        """Stop the deadline, then take the parent's slot back (not after an error)."""
+        self.abandon()
         if error is None:
             await self._exit.aclose()
         else:
@@ -277,7 +301,7 @@ class RunController:
                 if self.stop_reason is not None:
                     result = self._not_started(task)
                 else:
-                    self.progress.started += 1
+                    self.progress.started += count
                     result = await self._invoke(task, config)
             finally:
                 if window is not None:
@@ -289,12 +313,17 @@ class RunController:
     async def feed(self, tasks: Iterator[Task], emit: Emit) -> None:
         """Run every task, at most one window in flight, creating tasks lazily; ``emit``
         gets each result as it finishes (awaited when it returns an awaitable)."""
-        if self.refusal is not None:
-            for task in tasks:
-                await self._record(self._not_started(task), emit)
-            return
         window = self.window
+        # Tasks in flight; one cancelled before its first step stays here (see below).
         mine: dict[asyncio.Task[object], Task] = {}
+
+        def done(handle: asyncio.Task[object]) -> None:
+            # A done callback runs even for a task cancelled before its first step.
+            if window is not None:
+                window.release()
+            if handle not in self._in_flight:  # it ran: its own handler recorded it
+                del mine[handle]
+
         async with asyncio.TaskGroup() as tg:
             for task in tasks:
                 if self.stop_reason is None and window is not None:
@@ -307,15 +336,12 @@ class RunController:
                 self.progress.started += 1
                 handle: asyncio.Task[object] = tg.create_task(self._one(task, emit))
                 self._in_flight[handle] = mine[handle] = task
-                if window is not None:
-                    # A done callback runs even for a task cancelled before its first step.
-                    handle.add_done_callback(lambda _: window.release())
+                handle.add_done_callback(done)
         # A task cancelled by a stop before it ever ran never reached its own handler.
         for handle, task in mine.items():
-            if handle in self._in_flight:
-                del self._in_flight[handle]
-                self._cancelled.discard(handle)
-                await self._record(self._not_started(task), emit)
+            del self._in_flight[handle]
+            self._cancelled.discard(handle)
+            await self._record(self._not_started(task), emit)
 
     async def _one(self, task: Task, emit: Emit) -> None:
         await self._record(await self._invoke(task, None), emit)

@@ -57,7 +57,6 @@ from langgraph_fanout.graphs.records import (
     results_from_records,
 )
 from langgraph_fanout.graphs.runs import (
-    check_limits,
     close_run,
     ensure_run,
     find_run,
@@ -385,7 +384,6 @@ def _fan_graph(
     guards: Guards | None,
     options: GuardOptions,
 ) -> StateGraph[FanState, None, Any, FanOutOutput]:
-    check_limits(limits)
     agent_aggregate = aggregate if is_agent(aggregate) else None
     function = None if aggregate is None or agent_aggregate is not None else aggregate
     dispatcher = make_dispatcher(

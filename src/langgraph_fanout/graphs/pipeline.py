@@ -1,6 +1,6 @@
 """Pipeline graphs: sequential stages with parallel branches at chosen points.
 
-Re-exported by ``graphs``; see its docstring for what every graph of this package
+See ``graphs/fan.py``'s docstring for what every graph of this package
 guarantees (one call pipeline, shared limits, typed errors in the state, durable resume,
 ``item_done`` progress events). Every node reads the whole state, so a node that finds no
 run state in this process (a resumed run) rebuilds it from the records already there.

@@ -34,8 +34,15 @@ def merge_records(left: list[Record], right: list[Record] | Record) -> list[Reco
     return [*left, *right]
 
 
-def result_to_record(result: SubAgentResult, **extra: Any) -> dict[str, Any]:
+def result_to_record(
+    result: SubAgentResult, *, stage: int | None = None, branch: int | None = None
+) -> dict[str, Any]:
     """A checkpoint-safe record of ``result`` (``result_from_record`` rebuilds it).
+
+    Args:
+        result: the result.
+        stage / branch: where a pipeline graph made the call (both kept when ``stage`` is
+            given; ``branch`` is ``None`` outside a branch point).
 
     Example:
         >>> record = result_to_record(result)
@@ -59,7 +66,8 @@ def result_to_record(result: SubAgentResult, **extra: Any) -> dict[str, Any]:
     record["breakers_opened"] = result.breakers_opened
     record["hedges"] = result.hedges
     record["hedge_won"] = result.hedge_won
-    record.update(extra)
+    if stage is not None:
+        record["stage"], record["branch"] = stage, branch
     return record
 
 

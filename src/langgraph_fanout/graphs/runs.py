@@ -10,13 +10,12 @@ controller: scope, window, deadline, gates, cancellation and the report are its.
 After a crash the registry of the new process is empty: the run is rebuilt from the
 results already in the checkpointed state, and its ledger is seeded with what they cost,
 so a resumed run neither forgets the budget already spent nor pays for finished items.
-Results live in the state as records (``graph_records``).
+Results live in the state as records (``graphs/records.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,7 +52,7 @@ graph raised before the last node): it is dropped. A run resumed later is rebuil
 records in its checkpoint, as in a new process."""
 
 
-async def _prune(loop: asyncio.AbstractEventLoop, *, keep: str) -> None:
+def _prune(loop: asyncio.AbstractEventLoop, *, keep: str) -> None:
     """Drop runs of loops that have ended and runs abandoned on this loop."""
     now = loop.time()
     for key, run in list(_RUNS.items()):
@@ -62,9 +61,9 @@ async def _prune(loop: asyncio.AbstractEventLoop, *, keep: str) -> None:
         closed = run.loop.is_closed()
         idle = run.loop is loop and not run.in_flight and now - run.touched > IDLE_RUN_S
         if closed or idle:
-            del _RUNS[key]
+            _RUNS.pop(key, None)
             if not closed:
-                await run.aclose(asyncio.CancelledError("abandoned"))
+                run.abandon()
 
 
 async def ensure_run(
@@ -89,27 +88,23 @@ async def ensure_run(
     if existing is not None:
         return existing
     loop = asyncio.get_running_loop()
-    await _prune(loop, keep=key)
-    existing = find_run(key)  # opened by a sibling node while we pruned
-    if existing is not None:
-        return existing
-    spec = dispatcher.spec
+    _prune(loop, keep=key)
     stale = _RUNS.get(key)  # registered under another (finished) event loop
-    if stale is not None and spec.ledger is None and spec.shared is None:
-        # A stale run's ledger already holds what was spent; a new process's does not.
-        spec = dataclasses.replace(spec, ledger=stale.shared.ledger)
-    run = RunController(spec, total=total, name=name)
-    # Registered before the first await: a sibling node opening the same run concurrently
-    # finds this one instead of building a second.
-    _RUNS[key] = run
+    run = RunController(dispatcher.spec, total=total, name=name)
     results = [result_from_record(r) for r in recovered if r["status"] != DEFERRED]
+    # A stale top-level run's ledger already holds what was spent; a new process's does not.
+    kept = stale.shared.ledger if stale is not None and not stale.nested else None
+    run.prepare(recovered=results, ledger=kept)
+    if stale is None and recovered and not run.nested:
+        _seed(run.shared, recovered)
+    # Registered, fully prepared, before the first await: a sibling node opening the same
+    # run concurrently finds this one instead of building a second.
+    _RUNS[key] = run
     try:
-        await run.open(recovered=results)
+        await run.start()
     except BaseException:
         _RUNS.pop(key, None)
         raise
-    if stale is None and recovered and not run.nested:
-        _seed(run.shared, recovered)
     return run
 
 
@@ -118,7 +113,7 @@ async def close_run(key: str, *, failed: BaseException | None = None) -> None:
     run = find_run(key)
     if run is None:
         return
-    del _RUNS[key]
+    _RUNS.pop(key, None)
     await run.aclose(failed)
 
 
@@ -214,14 +209,10 @@ def prompt_for(agent: SubAgent, value: Any) -> Any:
     return as_text(value)
 
 
-def check_limits(limits: DispatchResourceLimits | None, *, graph: str | None = None) -> None:
-    """Reject what is not a ``DispatchResourceLimits``, and ``min_success_count`` where a
-    graph (named by ``graph``) reports a status instead of counting successes."""
-    if limits is not None and not isinstance(limits, DispatchResourceLimits):
-        raise ConfigurationError(
-            f"limits must be a DispatchResourceLimits, got {type(limits).__name__}"
-        )
-    if graph is not None and limits is not None and limits.min_success_count is not None:
+def check_limits(limits: DispatchResourceLimits | None, *, graph: str) -> None:
+    """Reject ``min_success_count`` where a graph (named by ``graph``) reports a status
+    instead of counting successes."""
+    if isinstance(limits, DispatchResourceLimits) and limits.min_success_count is not None:
         raise ConfigurationError(
             f"min_success_count does not apply to a {graph} graph: its output has "
             "status='error' when it fails"

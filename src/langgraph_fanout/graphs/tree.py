@@ -1,6 +1,6 @@
 """Tree graphs: recursive divide and conquer with parallel subtasks.
 
-Re-exported by ``graphs``. The whole tree is solved inside one node: a task is split,
+The whole tree is solved inside one node: a task is split,
 its parts are solved in parallel (``asyncio.TaskGroup``), and their outputs combined;
 only leaf solves (and agent splits or combines) are sub-agent calls, each through the
 call pipeline, so every call of the tree shares one budget and one concurrency cap (the

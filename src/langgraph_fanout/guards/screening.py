@@ -4,7 +4,7 @@ Templates are the developer's and are never rewritten or screened here. Argument
 values substituted into templates, from users and documents) are untrusted: they are
 screened for injection markers and, under :attr:`InjectionPolicy.REJECT`, refused with a
 typed :class:`~langgraph_fanout.errors.InjectionDetected`. Screening never modifies an
-argument. Outputs are redacted of PII and secrets (see :mod:`langgraph_fanout.redaction`).
+argument. Outputs are redacted of PII and secrets (see ``guards/redaction.py``).
 
 Markers are matched on a normalised view of the text: NFKC (full-width letters become
 ASCII), invisible characters removed (zero-width, bidi controls, soft hyphens), Unicode
