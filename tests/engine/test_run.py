@@ -389,16 +389,27 @@ async def test_a_graph_run_builds_its_call_pipeline_once(monkeypatch: pytest.Mon
 
 SNIPPET = """
 from langgraph_fanout import (
-    Dispatcher, create_dispatch_tool, create_fan_out_graph, dispatch_agents, vote,
+    A2AClient, Dispatcher, create_delegate_tool, create_dispatch_tool, create_fan_in_graph,
+    create_fan_out_graph, create_pipeline_graph, create_tree_graph, create_vote_tool,
+    delegate, dispatch_agents, dispatch_agents_sync, vote, vote_sync,
 )
 
 
 async def main(model: object) -> None:
-    await dispatch_agents("{x}", [], agent=model, cahce=True)
-    create_fan_out_graph(model, polcy=None)
-    create_dispatch_tool({"a": model}, prics={})
-    Dispatcher(model, hedg=None)
-    await vote("q", agent=model, screning=None)
+    await dispatch_agents("{x}", [], agent=model, typo_1=True)
+    dispatch_agents_sync("{x}", [], agent=model, typo_2=True)
+    Dispatcher(model, typo_3=None)
+    await vote("q", agent=model, typo_4=None)
+    vote_sync("q", agent=model, typo_5=None)
+    create_fan_out_graph(model, typo_6=None)
+    create_fan_in_graph(model, aggregator=model, typo_7=None)
+    create_pipeline_graph([model], typo_8=None)
+    create_tree_graph(model, split=model, combine=model, typo_9=None)
+    create_dispatch_tool({"a": model}, typo_10={})
+    create_delegate_tool({"a": model}, typo_11={})
+    create_vote_tool({"a": model}, typo_12={})
+    A2AClient({"a": model}, typo_13=None)
+    await delegate({"agent_id": "a", "task": "t"}, agents={"a": model}, typo_14=None)
 """
 
 
@@ -411,8 +422,8 @@ def test_mypy_rejects_a_misspelled_option_on_every_surface(tmp_path: Path) -> No
         text=True,
         check=False,
     )
-    for typo in ("cahce", "polcy", "prics", "hedg", "screning"):
-        assert f'Unexpected keyword argument "{typo}"' in done.stdout, done.stdout
+    for n in range(1, 15):
+        assert f'Unexpected keyword argument "typo_{n}"' in done.stdout, done.stdout
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import (
     AsyncGenerator,
     Awaitable,
@@ -29,7 +30,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
-from typing import Any, TypeVar, Unpack, overload
+from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
 from langchain_core.runnables import RunnableConfig
 
@@ -52,6 +53,7 @@ from langgraph_fanout.errors import (
 from langgraph_fanout.guards.limits import DispatchResourceLimits, SharedRun, Slots
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,43 +462,6 @@ async def dispatch_agents(
     return await dispatcher.run(template, arguments, samples=samples)
 
 
-def dispatch_agents_sync(
-    template: str | None,
-    arguments: Iterable[Any],
-    *,
-    agent: AgentLike,
-    agents: Mapping[str, AgentLike] | None = None,
-    limits: DispatchResourceLimits | None = None,
-    mode: DispatchMode | str = DispatchMode.PARTIAL,
-    stop: StopCondition | None = None,
-    aggregate: Callable[[Sequence[SubAgentResult]], Any] | None = None,
-    samples: int = 1,
-    config: RunnableConfig | None = None,
-    guards: Guards | None = None,
-    **options: Unpack[GuardOptions],
-) -> DispatchResult:
-    """The sync twin of ``dispatch_agents``, for code with no event loop.
-
-    Raises:
-        SyncInAsyncError: called inside a running event loop (use ``await dispatch_agents``).
-    """
-    coro = dispatch_agents(
-        template,
-        arguments,
-        agent=agent,
-        agents=agents,
-        limits=limits,
-        mode=mode,
-        stop=stop,
-        aggregate=aggregate,
-        samples=samples,
-        config=config,
-        guards=guards,
-        **options,
-    )
-    return run_sync(coro, "dispatch_agents_sync", "dispatch_agents")
-
-
 def run_sync(coro: Awaitable[T], sync_name: str, async_name: str) -> T:
     """Run ``coro`` to completion from sync code; refuse inside a running loop."""
     try:
@@ -510,3 +475,23 @@ def run_sync(coro: Awaitable[T], sync_name: str, async_name: str) -> T:
 
 async def _as_coroutine(aw: Awaitable[T]) -> T:
     return await aw
+
+
+def sync_twin(fn: Callable[P, Awaitable[T]], *, name: str) -> Callable[P, T]:
+    """The sync twin of an async function: the same signature (for mypy and the IDE too),
+    run on a fresh event loop; inside a running loop it raises ``SyncInAsyncError``."""
+
+    @functools.wraps(fn)
+    def twin(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(fn(*args, **kwargs), name, fn.__name__)
+
+    twin.__name__ = twin.__qualname__ = name
+    twin.__doc__ = (
+        f"The sync twin of ``{fn.__name__}``, for code with no event loop.\n\n"
+        f"Raises:\n    SyncInAsyncError: called inside a running event loop (use "
+        f"``await {fn.__name__}(...)``)."
+    )
+    return twin
+
+
+dispatch_agents_sync = sync_twin(dispatch_agents, name="dispatch_agents_sync")

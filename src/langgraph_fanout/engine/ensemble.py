@@ -21,7 +21,7 @@ from langgraph_fanout.aggregate.voting import majority_vote
 from langgraph_fanout.core.prompts import PromptTemplate, validate_arguments
 from langgraph_fanout.engine.agents import AgentLike, SubAgent
 from langgraph_fanout.engine.call import Task
-from langgraph_fanout.engine.dispatch import Dispatcher, DispatchResult, run_sync
+from langgraph_fanout.engine.dispatch import Dispatcher, DispatchResult, sync_twin
 from langgraph_fanout.engine.options import GuardOptions, Guards
 from langgraph_fanout.errors import ConfigurationError, InvalidInputError
 from langgraph_fanout.guards.limits import DispatchResourceLimits
@@ -108,34 +108,4 @@ async def vote(
     return await dispatcher.run_tasks(tasks)
 
 
-def vote_sync(
-    question: str,
-    arguments: Mapping[str, Any] | None = None,
-    *,
-    agents: Sequence[AgentLike] | None = None,
-    agent: AgentLike | None = None,
-    n: int = 1,
-    by: majority_vote | None = None,
-    limits: DispatchResourceLimits | None = None,
-    config: RunnableConfig | None = None,
-    guards: Guards | None = None,
-    **options: Unpack[GuardOptions],
-) -> DispatchResult:
-    """The sync twin of ``vote``.
-
-    Raises:
-        SyncInAsyncError: called inside a running event loop (use ``await vote(...)``).
-    """
-    coro = vote(
-        question,
-        arguments,
-        agents=agents,
-        agent=agent,
-        n=n,
-        by=by,
-        limits=limits,
-        config=config,
-        guards=guards,
-        **options,
-    )
-    return run_sync(coro, "vote_sync", "vote")
+vote_sync = sync_twin(vote, name="vote_sync")
