@@ -40,7 +40,7 @@ from langgraph_fanout.core.report import DispatchReport, ReportBuilder
 from langgraph_fanout.core.results import SubAgentResult
 from langgraph_fanout.core.stopping import StopCondition
 from langgraph_fanout.engine.agents import AgentLike, SubAgent
-from langgraph_fanout.engine.call import PipelineGuards, Task
+from langgraph_fanout.engine.call import Task
 from langgraph_fanout.engine.options import GuardOptions, Guards
 from langgraph_fanout.engine.run import DispatchMode, RunController, RunSpec
 from langgraph_fanout.errors import (
@@ -148,15 +148,15 @@ class Dispatcher:
         combined: StopCondition | None = None
         for c in conditions:
             combined = c if combined is None else combined | c
-        self.options = Guards.of(guards, options)
+        self.guards = Guards.of(guards, options)
         self.spec = RunSpec(
             limits=limits,
             mode=mode,
             stop=combined,
-            guards=self.options.pipeline(self.resolve),
+            guards=self.guards.pipeline(self.resolve),
             config=config,
-            ledger=self.options.ledger,
-            rate_limiter=self.options.rate_limiter,
+            ledger=self.guards.ledger,
+            rate_limiter=self.guards.rate_limiter,
             shared=run,
         )
         for fallback in self.spec.guards.policy.fallback_tools:
@@ -170,10 +170,6 @@ class Dispatcher:
     @property
     def mode(self) -> DispatchMode:
         return self.spec.mode
-
-    @property
-    def guards(self) -> PipelineGuards:
-        return self.spec.guards
 
     def resolve(self, ref: Any) -> SubAgent:
         """A fallback or task agent by name (from ``agents=``) or as an object."""
