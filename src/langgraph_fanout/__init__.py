@@ -48,7 +48,7 @@ from langgraph_fanout.engine.ensemble import vote, vote_sync
 from langgraph_fanout.engine.options import GuardOptions, Guards
 from langgraph_fanout.engine.plan import DispatchPlan, plan_dispatch
 from langgraph_fanout.engine.registry import AgentRegistry
-from langgraph_fanout.engine.run import DispatchMode
+from langgraph_fanout.engine.spec import DispatchMode
 from langgraph_fanout.errors import (
     AgentError,
     AgentLimitExceeded,

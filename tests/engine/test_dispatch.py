@@ -17,7 +17,7 @@ from langgraph_fanout.engine.dispatch import (
     dispatch_agents,
     dispatch_agents_sync,
 )
-from langgraph_fanout.engine.run import DispatchMode
+from langgraph_fanout.engine.spec import DispatchMode
 from langgraph_fanout.errors import (
     CallCancelled,
     CallTimeout,

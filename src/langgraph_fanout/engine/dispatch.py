@@ -42,7 +42,8 @@ from langgraph_fanout.core.stopping import StopCondition
 from langgraph_fanout.engine.agents import AgentLike, SubAgent
 from langgraph_fanout.engine.call import Task
 from langgraph_fanout.engine.options import GuardOptions, Guards
-from langgraph_fanout.engine.run import DispatchMode, RunController, RunSpec
+from langgraph_fanout.engine.run import RunController
+from langgraph_fanout.engine.spec import DispatchMode, RunSpec
 from langgraph_fanout.errors import (
     ConfigurationError,
     DispatchFailed,

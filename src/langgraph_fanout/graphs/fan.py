@@ -45,7 +45,8 @@ from langgraph_fanout.engine.agents import AgentLike, SubAgent
 from langgraph_fanout.engine.call import Task
 from langgraph_fanout.engine.dispatch import Dispatcher, DispatchResult
 from langgraph_fanout.engine.options import GuardOptions, Guards
-from langgraph_fanout.engine.run import DispatchMode, RunController
+from langgraph_fanout.engine.run import RunController
+from langgraph_fanout.engine.spec import DispatchMode
 from langgraph_fanout.errors import ConfigurationError, InvalidInputError
 from langgraph_fanout.graphs.records import (
     DEFERRED,

@@ -30,7 +30,8 @@ from langgraph_fanout.engine.agents import AgentLike, SubAgent
 from langgraph_fanout.engine.call import Task
 from langgraph_fanout.engine.dispatch import Dispatcher
 from langgraph_fanout.engine.options import GuardOptions, Guards
-from langgraph_fanout.engine.run import DispatchMode, RunController
+from langgraph_fanout.engine.run import RunController
+from langgraph_fanout.engine.spec import DispatchMode
 from langgraph_fanout.errors import ConfigurationError
 from langgraph_fanout.graphs.records import DEFERRED, result_from_record
 from langgraph_fanout.guards.limits import DispatchResourceLimits, SharedRun
