@@ -2,8 +2,8 @@
 
 Shows three guards of `ErrorRecoveryPolicy`, with provider-like failures injected:
 1. Retry: a 500 and a 429 carrying `Retry-After` are retried (the 429 waits what the
-   provider said); every input still succeeds.
-2. Fallback: the primary model is down (every call a 503); `strategy=FALLBACK` with
+   provider said, plus up to 10% so retries spread out); every input still succeeds.
+2. Fallback: the primary model is down (every call a 500); `strategy=FALLBACK` with
    `fallback_tools=["backup"]` answers every input from the backup model.
 3. Breaker: after 3 failures the primary's circuit opens and later inputs go straight to
    the backup without calling the dead primary at all.

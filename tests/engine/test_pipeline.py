@@ -405,7 +405,7 @@ def test_retry_after_pauses_the_rate_limiter() -> None:
 
     result, sleeps = fakeclock.run(scenario())
     assert result.report.succeeded == 2
-    assert sleeps == [5.0]
+    assert len(sleeps) == 1 and 5.0 <= sleeps[0] <= 5.5  # the Retry-After, spread by <= 10%
     # The 429 paused the limiter: the other input, queued for its slot, waited it out there.
     assert result[1].rate_wait_s == pytest.approx(5.0, abs=1e-3)
 

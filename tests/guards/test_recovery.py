@@ -57,6 +57,7 @@ from langgraph_fanout.guards.breaker import (
 )
 from langgraph_fanout.guards.classify import classify_error, is_transient, retry_after_s
 from langgraph_fanout.guards.recovery import (
+    RETRY_AFTER_SPREAD,
     ErrorRecoveryPolicy,
     ErrorStrategy,
     RecoveryOutcome,
@@ -486,15 +487,23 @@ def test_backoff_is_exponential_plus_seeded_additive_jitter() -> None:
     assert got == expected
 
 
-def test_retry_after_replaces_the_backoff_without_jitter_and_is_capped() -> None:
+def test_retry_after_replaces_the_backoff_spread_by_at_most_a_tenth_and_is_capped() -> None:
     policy = ErrorRecoveryPolicy(retry_after_cap_s=10.0)
     wait = backoff_wait(policy, rng=random.Random(1))
     asked_1 = AgentError(agent="a", cause_type="X", detail="d", retryable=True, retry_after_s=1.0)
     asked_99 = AgentError(agent="a", cause_type="X", detail="d", retryable=True, retry_after_s=99)
-    assert wait(state_after(3, asked_1)) == 1.0
-    assert wait(state_after(1, asked_99)) == 10.0
+    assert 1.0 <= wait(state_after(3, asked_1)) <= 1.1  # not the exponential backoff (2 s)
+    assert 10.0 <= wait(state_after(1, asked_99)) <= 11.0
     # A foreign exception's headers are read too.
-    assert wait(state_after(1, transient(429, retry_after="2"))) == 2.0
+    assert 2.0 <= wait(state_after(1, transient(429, retry_after="2"))) <= 2.2
+
+
+def test_calls_told_the_same_retry_after_come_back_spread_out() -> None:
+    wait = backoff_wait(ErrorRecoveryPolicy(), rng=random.Random(7))
+    told = AgentError(agent="a", cause_type="X", detail="d", retryable=True, retry_after_s=1.0)
+    waits = [wait(state_after(1, told)) for _ in range(200)]
+    assert min(waits) >= 1.0 and max(waits) <= 1.1
+    assert len({round(w, 6) for w in waits}) > 190  # not 200 retries in lockstep
 
 
 # --------------------------------------------------------------------------- real ChatOpenAI
@@ -535,7 +544,7 @@ async def test_chatopenai_429_with_retry_after_is_retried_once_after_exactly_tha
             rng=random.Random(0),
         )
     assert route.call_count == 2
-    assert sleep.waits == [1.0]
+    assert len(sleep.waits) == 1 and 1.0 <= sleep.waits[0] <= 1.1  # Retry-After, spread
     assert outcome.ok
     assert outcome.output.content == "answer"
     assert (outcome.agent_used, outcome.fallback_used, outcome.retries) == (
@@ -543,10 +552,12 @@ async def test_chatopenai_429_with_retry_after_is_retried_once_after_exactly_tha
         False,
         1,
     )
-    assert [(a.agent, a.number, a.error, a.wait_before_s) for a in outcome.attempts] == [
-        ("gpt-4o-mini", 1, "agent_error", 0.0),
-        ("gpt-4o-mini", 2, None, 1.0),
+    assert [(a.agent, a.number, a.error) for a in outcome.attempts] == [
+        ("gpt-4o-mini", 1, "agent_error"),
+        ("gpt-4o-mini", 2, None),
     ]
+    assert outcome.attempts[0].wait_before_s == 0.0
+    assert outcome.attempts[1].wait_before_s == sleep.waits[0]
 
 
 async def test_chatopenai_500s_fall_back_to_a_second_model() -> None:
@@ -705,7 +716,7 @@ async def test_refused_attempt_is_not_retried_and_skips_fallbacks() -> None:
     refusal = BudgetExceeded(
         agent="primary", spent_usd=0.4, reserved_usd=0.05, estimate_usd=0.1, limit_usd=0.5
     )
-    primary = ScriptedAgent("primary", [transient(503), refusal])
+    primary = ScriptedAgent("primary", [transient(500), refusal])
     backup = ScriptedAgent("backup", ["never"])
     registry = BreakerRegistry(BreakerConfig(failure_threshold=2))
     outcome = await recover(
@@ -744,7 +755,7 @@ async def test_custom_retry_on_decides_what_is_retried() -> None:
     policy = no_breaker(retry_on=lambda exc: isinstance(exc, ValueError))
     outcome = await recover(agent, policy=policy)
     assert (outcome.output, agent.calls) == ("parsed", 2)
-    never = ScriptedAgent("b", [transient(503)])
+    never = ScriptedAgent("b", [transient(500)])
     outcome = await recover(never, policy=no_breaker(retry_on=lambda exc: False))
     assert never.calls == 1
     assert isinstance(outcome.error, AgentError)
@@ -778,7 +789,7 @@ async def test_default_registry_is_shared_when_none_is_given() -> None:
     default_breakers.reset()
     try:
         policy = ErrorRecoveryPolicy(max_retries=0, breaker=BreakerConfig(failure_threshold=2))
-        agent = ScriptedAgent("shared-default-agent", [transient(503)])
+        agent = ScriptedAgent("shared-default-agent", [transient(500)])
         for _ in range(2):
             await run_with_recovery(
                 call_agent, primary=agent, policy=policy, name_of=agent_name, sleep=FakeSleep()
@@ -856,7 +867,7 @@ async def test_open_breaker_sends_calls_straight_to_the_fallback() -> None:
         max_retries=0,
         breaker=BreakerConfig(failure_threshold=3, cooldown_s=30),
     )
-    primary = ScriptedAgent("primary", [transient(503)])
+    primary = ScriptedAgent("primary", [transient(500)])
     backup = ScriptedAgent("backup", ["from backup"])
     outcomes = [
         await recover(primary, backup, policy=policy, breakers=registry, clock=clock)
@@ -925,7 +936,7 @@ async def test_after_cooldown_exactly_one_probe_goes_through() -> None:
 async def test_probe_failure_reopens_the_breaker() -> None:
     clock = FakeClock()
     registry = BreakerRegistry(BreakerConfig(failure_threshold=1, cooldown_s=30), clock=clock)
-    primary = ScriptedAgent("primary", [transient(503)])
+    primary = ScriptedAgent("primary", [transient(500)])
     policy = ErrorRecoveryPolicy(max_retries=0, breaker=BreakerConfig(failure_threshold=1))
     first = await recover(primary, policy=policy, breakers=registry)
     assert first.breaker_opened == 1
@@ -994,11 +1005,11 @@ async def test_two_calls_share_one_registry() -> None:
     registry = BreakerRegistry()
     policy = ErrorRecoveryPolicy(max_retries=1, breaker=BreakerConfig(failure_threshold=3))
     first = await recover(
-        ScriptedAgent("agent", [transient(503)]), policy=policy, breakers=registry
+        ScriptedAgent("agent", [transient(500)]), policy=policy, breakers=registry
     )
     assert first.breaker_opened == 0
     assert registry.get("agent").snapshot().failures_in_window == 2
-    other = ScriptedAgent("agent", [transient(503)])
+    other = ScriptedAgent("agent", [transient(500)])
     second = await recover(other, policy=policy, breakers=registry)
     assert (other.calls, second.breaker_opened) == (1, 1)
     assert isinstance(second.error, AgentError)  # one real attempt, so its raw error
@@ -1166,8 +1177,7 @@ def test_waits_with_retry_after_never_exceed_the_cap(
     policy = ErrorRecoveryPolicy(retry_after_cap_s=cap)
     error = AgentError(agent="a", cause_type="X", detail="d", retryable=True, retry_after_s=asked)
     waited = backoff_wait(policy)(state_after(attempt_number, error))
-    assert waited == min(asked, cap)
-    assert waited <= cap
+    assert min(asked, cap) <= waited <= min(asked, cap) * (1 + RETRY_AFTER_SPREAD)
 
 
 def test_an_error_raised_while_handling_a_timeout_is_not_transient() -> None:

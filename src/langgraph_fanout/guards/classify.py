@@ -5,6 +5,16 @@ they enter the pipeline (``classify_error``), saying whether retrying may help
 (``is_transient``) and how long the provider asked us to wait (``retry_after_s``). The
 provider SDKs are optional, so they are recognised by duck typing, never imported. Error
 details are redacted: a provider message that echoes a key never reaches a result or a log.
+
+A failure is one of three things for the circuit breaker (``is_outage``):
+
+- **backpressure**: 429, 503 and 529 ("overloaded"), or anything carrying a Retry-After.
+  The endpoint is up and asks us to slow down: retried, never counted as an outage.
+- **the input's fault**: other 4xx, a context-length error, or an error the agent raised
+  that no retry would change (a ``ValueError`` for that input). It fails that input only.
+- **an outage**: connection failures, timeouts, 5xx without a Retry-After, and the 4xx
+  that fail every input alike (401, 403: a bad key; 408). Only these count toward opening
+  a breaker.
 """
 
 from __future__ import annotations
@@ -24,9 +34,11 @@ DETAIL_MAX_CHARS = 300
 # 408 request timeout, 409 conflict (OpenAI uses it for transient lock contention),
 # 425 too early, 429 rate limited; every 5xx is added by the check itself.
 _TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
-# Statuses by which the provider blames the request, not itself: they say nothing about the
-# agent's health, so they do not count against its circuit breaker.
-REQUEST_FAULT_STATUS = frozenset({400, 413, 422})
+# Statuses by which the provider says it is up but busy: slow down and retry.
+BACKPRESSURE_STATUS = frozenset({429, 503, 529})
+# 4xx that fail every input alike (a request timeout, a bad key, no access): the agent's
+# fault, not the input's.
+_AGENT_FAULT_STATUS = frozenset({401, 403, 408})
 # Transport failures of httpx/httpx2/httpcore/httpcore2, the OpenAI and Anthropic SDKs and
 # aiohttp, by class name anywhere in the MRO (subclasses such as ReadTimeout are covered).
 _TRANSIENT_CLASS_NAMES = frozenset(
@@ -172,8 +184,17 @@ def _parse_duration(text: str) -> float | None:
     return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 
+# In the order they are trusted; LiteLLM's proxy passes the provider's header on prefixed.
+_RETRY_AFTER_HEADERS = (
+    ("retry-after-ms", 0.001),
+    ("retry-after", 1.0),
+    ("llm_provider-retry-after-ms", 0.001),
+    ("llm_provider-retry-after", 1.0),
+)
+
+
 def _retry_after_from_headers(headers: Any, now: float) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+    for name, scale in _RETRY_AFTER_HEADERS:
         raw = _header(headers, name)
         if raw is None:
             continue
@@ -181,8 +202,10 @@ def _retry_after_from_headers(headers: Any, now: float) -> float | None:
             return float(raw) * scale
         except ValueError:
             pass
-    raw = _header(headers, "retry-after")
-    if raw is not None:
+    for name in ("retry-after", "llm_provider-retry-after"):
+        raw = _header(headers, name)
+        if raw is None:
+            continue
         try:
             when = email.utils.parsedate_to_datetime(raw)
         except (TypeError, ValueError, IndexError):
@@ -203,10 +226,11 @@ def _retry_after_from_headers(headers: Any, now: float) -> float | None:
 def retry_after_s(exc: BaseException, *, now: float | None = None) -> float | None:
     """The wait in seconds the provider asked for before retrying, if it said one.
 
-    Reads ``retry-after-ms``, then ``retry-after`` (seconds, or an HTTP date), then OpenAI's
+    Reads ``retry-after-ms``, then ``retry-after`` (seconds, or an HTTP date), the same two
+    prefixed ``llm_provider-`` (as LiteLLM's proxy passes them on), then OpenAI's
     ``x-ratelimit-reset-requests``/``-tokens`` for a limit whose ``remaining`` is 0, from the
-    headers of the exception or its ``response``, following ``__cause__``/``__context__``
-    (LangChain wraps the SDK's error). A date in the past gives ``0.0``; a non-finite value
+    headers of the exception or its ``response``, following ``__cause__`` (LangChain wraps
+    the SDK's error). A date in the past gives ``0.0``; a non-finite value
     gives ``None``.
 
     Args:
@@ -274,3 +298,30 @@ def classify_error(
         status_code=_status_code(exc),
         retry_after_s=retry_after_s(exc),
     )
+
+
+def is_outage(error: CallError) -> bool:
+    """Whether a classified failure says the agent is down (see the module docstring).
+
+    Counted: timeouts, connection failures, 5xx other than 503/529 and 401/403/408, without
+    a Retry-After. Not counted: backpressure (429, 503, 529, any Retry-After), the input's
+    fault (other 4xx, context length, a non-transient error of the agent), and this
+    package's own refusals, cancellations and open circuits.
+
+    Example:
+        >>> is_outage(classify_error(ConnectionError("reset"), agent="a"))
+        True
+        >>> is_outage(AgentError(agent="a", cause_type="RateLimitError", detail="",
+        ...                      retryable=True, status_code=429))
+        False
+    """
+    if isinstance(error, CallTimeout):
+        return True
+    if not isinstance(error, AgentError) or error.retry_after_s is not None:
+        return False
+    status = error.status_code
+    if status is not None:
+        if status in BACKPRESSURE_STATUS:
+            return False
+        return status >= 500 or status in _AGENT_FAULT_STATUS
+    return error.retryable

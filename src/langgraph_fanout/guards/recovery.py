@@ -51,8 +51,8 @@ from langgraph_fanout.guards.breaker import (
     default_breakers,
 )
 from langgraph_fanout.guards.classify import (
-    REQUEST_FAULT_STATUS,
     classify_error,
+    is_outage,
     is_transient,
     retry_after_s,
 )
@@ -102,7 +102,9 @@ class ErrorRecoveryPolicy:
     Backoff before retry *n* (1-based) is ``min(backoff_initial_s * backoff_multiplier **
     (n - 1), backoff_max_s)`` plus additive jitter drawn uniformly from ``[0, jitter_s]``.
     When the error carries the provider's Retry-After, that wait, capped at
-    ``retry_after_cap_s``, replaces the backoff, without jitter: the provider said when.
+    ``retry_after_cap_s``, replaces the backoff, plus up to 10% of it at random
+    (``RETRY_AFTER_SPREAD``), so calls told to come back at the same second do not all
+    come back at the same instant.
 
     Attributes:
         strategy: what to do after a failure (see ``ErrorStrategy``).
@@ -115,6 +117,9 @@ class ErrorRecoveryPolicy:
         jitter_s: upper bound of the random amount added to each backoff.
         retry_after_cap_s: cap of a provider's Retry-After.
         retry_on: the transient test applied to the original exception.
+        outage_on: which classified failures count toward opening the agent's breaker
+            (``is_outage``: timeouts, connection failures, 5xx without Retry-After; never
+            backpressure such as 429/503/529 or the input's own fault).
         breaker: circuit-breaker thresholds, or ``None`` to call agents without a breaker.
 
     Example:
@@ -134,6 +139,7 @@ class ErrorRecoveryPolicy:
     jitter_s: float = 0.5
     retry_after_cap_s: float = 60.0
     retry_on: Callable[[BaseException], bool] = is_transient
+    outage_on: Callable[[CallError], bool] = is_outage
     breaker: BreakerConfig | None = field(default_factory=BreakerConfig)
 
     def __post_init__(self) -> None:
@@ -173,10 +179,11 @@ class ErrorRecoveryPolicy:
                 f"ErrorRecoveryPolicy.backoff_max_s ({self.backoff_max_s:g}) must be >= "
                 f"backoff_initial_s ({self.backoff_initial_s:g})"
             )
-        if not callable(self.retry_on):
-            raise ConfigurationError(
-                f"ErrorRecoveryPolicy.retry_on must be callable, got {self.retry_on!r}"
-            )
+        for name in ("retry_on", "outage_on"):
+            if not callable(getattr(self, name)):
+                raise ConfigurationError(
+                    f"ErrorRecoveryPolicy.{name} must be callable, got {getattr(self, name)!r}"
+                )
         if self.breaker is not None and not isinstance(self.breaker, BreakerConfig):
             raise ConfigurationError(
                 f"ErrorRecoveryPolicy.breaker must be a BreakerConfig or None, got {self.breaker!r}"
@@ -206,16 +213,24 @@ class wait_jitter(wait_base):
         return self.rng.uniform(0.0, self.jitter_s) if self.jitter_s > 0 else 0.0
 
 
+RETRY_AFTER_SPREAD = 0.1
+"""A wait the provider asked for is lengthened by a random share of it up to this."""
+
+
 class wait_retry_after(wait_base):
-    """Wait what the provider asked for (capped at ``cap``), else ``fallback_wait``.
+    """Wait what the provider asked for (capped at ``cap``, spread by up to
+    ``RETRY_AFTER_SPREAD`` of it), else ``fallback_wait``.
 
     Reads ``retry_after_s`` of the failed attempt's exception (an ``AgentError``), or parses
     it from any other exception's headers.
     """
 
-    def __init__(self, fallback_wait: wait_base, cap: float) -> None:
+    def __init__(
+        self, fallback_wait: wait_base, cap: float, rng: random.Random | None = None
+    ) -> None:
         self.fallback_wait = fallback_wait
         self.cap = cap
+        self.rng = rng if rng is not None else _SHARED_RNG
 
     def __call__(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
@@ -223,7 +238,8 @@ class wait_retry_after(wait_base):
         if exc is not None:
             asked = exc.retry_after_s if isinstance(exc, AgentError) else retry_after_s(exc)
             if asked is not None:
-                return min(max(0.0, asked), self.cap)
+                wait = min(max(0.0, asked), self.cap)
+                return wait * (1.0 + self.rng.uniform(0.0, RETRY_AFTER_SPREAD))
         return float(self.fallback_wait(retry_state))
 
 
@@ -247,7 +263,7 @@ def backoff_wait(policy: ErrorRecoveryPolicy, *, rng: random.Random | None = Non
         max=policy.backoff_max_s,
     )
     return wait_retry_after(
-        exponential + wait_jitter(policy.jitter_s, rng), policy.retry_after_cap_s
+        exponential + wait_jitter(policy.jitter_s, rng), policy.retry_after_cap_s, rng
     )
 
 
@@ -314,12 +330,6 @@ def _is_retryable(err: CallError, retry_on: Callable[[BaseException], bool]) -> 
     if isinstance(err, AgentError):
         return err.retryable
     return retry_on(err)
-
-
-def _counts_against_breaker(err: CallError) -> bool:
-    if isinstance(err, AgentError):
-        return err.retryable or err.status_code not in REQUEST_FAULT_STATUS
-    return True
 
 
 def _final_error(
@@ -470,7 +480,7 @@ async def run_with_recovery(
                     breaker_opened=opened,
                 )
             if breaker is not None:
-                if _counts_against_breaker(err):
+                if policy.outage_on(err):
                     opened += breaker.record_failure()
                 else:
                     breaker.release_probe()

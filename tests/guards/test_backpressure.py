@@ -1,0 +1,192 @@
+"""Backpressure is not an outage: bursts of 429/503 at real concurrency never open a breaker.
+
+The errors are the ones the OpenAI SDK raises (``openai.RateLimitError`` and
+``openai.InternalServerError`` built over real HTTP responses, by
+``langgraph_fanout.testing``), the concurrency is real, and time is virtual
+(``fakeclock``): a Retry-After of one second costs nothing here, and nothing is timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+
+import fakeclock
+from langgraph_fanout import (
+    BreakerRegistry,
+    DispatchResourceLimits,
+    ErrorRecoveryPolicy,
+    Status,
+    dispatch_agents,
+)
+from langgraph_fanout.errors import AgentError
+from langgraph_fanout.guards.breaker import default_breakers
+from langgraph_fanout.guards.classify import classify_error, is_outage
+from langgraph_fanout.testing import bad_request_error, rate_limit_error, server_error
+
+
+class Provider:
+    """An endpoint that answers every ``period``-th request with ``error()``; 50 ms each."""
+
+    def __init__(
+        self, period: int | None, error: Any = None, *, bad: set[int] = frozenset()
+    ) -> None:  # type: ignore[assignment]
+        self.period = period
+        self.error = error
+        self.bad = set(bad)
+        self.requests = 0
+        self.__name__ = "provider"
+
+    async def __call__(self, item: int) -> str:
+        self.requests += 1
+        n = self.requests
+        await asyncio.sleep(0.05)
+        if item in self.bad:
+            raise ValueError(f"item {item} cannot be parsed")  # the input's fault
+        if self.period is not None and n % self.period == 0:
+            raise self.error()
+        return f"answer {item}"
+
+
+@pytest.mark.parametrize("rate", [0.005, 0.01, 0.02, 0.05])
+def test_a_burst_of_429s_with_retry_after_never_fails_the_batch(rate: float) -> None:
+    provider = Provider(round(1 / rate), lambda: rate_limit_error(retry_after_s=1.0))
+    breakers = BreakerRegistry()
+
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            None,
+            range(2000),
+            agent=provider,
+            limits=DispatchResourceLimits(max_concurrent=20),
+            breakers=breakers,
+            rng=random.Random(0),  # the Retry-After spread: a fixed run
+        )
+
+    result = fakeclock.run(scenario())
+    # An input fails only when every one of its own attempts was refused: at 5% that is
+    # about 1 in 8,000 inputs (0.05**3), never the breaker taking the batch down.
+    tries = 1 + ErrorRecoveryPolicy().max_retries
+    assert all(
+        len(r.attempts) == tries and all(a.error == "agent_error" for a in r.attempts)
+        for r in result.failures
+    )
+    assert result.report.succeeded >= 2000 - (1 if rate >= 0.05 else 0)
+    assert result.report.breaker_openings == 0
+    assert breakers.get("provider").snapshot().opened_count == 0
+    assert max(len(r.attempts) for r in result) <= 1 + ErrorRecoveryPolicy().max_retries
+    assert provider.requests == 2000 + result.report.retries  # every retry was a 429
+    assert result.report.retries == sum(len(r.attempts) - 1 for r in result)
+
+
+def test_overloaded_503s_with_retry_after_behind_admission_control_all_succeed() -> None:
+    # An admission controller admits 5 requests in flight and answers 503 + retry-after: 1
+    # to the rest, as LiteLLM's proxy does; the dispatch sends up to 10 at once.
+    in_flight = 0
+    requests = 0
+
+    async def behind_admission(item: int) -> str:
+        nonlocal in_flight, requests
+        requests += 1
+        if in_flight >= 5:
+            raise server_error(503, retry_after_s=1.0)
+        in_flight += 1
+        try:
+            await asyncio.sleep(0.2)
+        finally:
+            in_flight -= 1
+        return f"answer {item}"
+
+    breakers = BreakerRegistry()
+
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            None,
+            range(30),
+            agent=behind_admission,
+            policy=ErrorRecoveryPolicy(max_retries=5),
+            breakers=breakers,
+            rng=random.Random(1),
+        )
+
+    result = fakeclock.run(scenario())
+    assert result.report.succeeded == 30
+    assert result.report.breaker_openings == 0
+    assert requests > 30  # the controller did refuse some: the retries carried them
+
+
+def test_bad_inputs_and_backpressure_leave_the_next_dispatch_alone() -> None:
+    # 2 inputs the agent cannot parse, a 429 and a 500 in a dispatch of 50, through the
+    # process-wide breakers: the next dispatches are not refused anything.
+    faults = iter([rate_limit_error(retry_after_s=0.5), server_error(500)])
+
+    async def flaky(item: int) -> str:
+        if item in (3, 4):
+            raise ValueError("cannot parse this item")
+        if item in (10, 20):
+            fault = next(faults, None)
+            if fault is not None:
+                raise fault
+        await asyncio.sleep(0.01)
+        return "ok"
+
+    async def scenario() -> list[Any]:
+        first = await dispatch_agents(None, range(50), agent=flaky)
+        later = [await dispatch_agents(None, range(50), agent=flaky) for _ in range(3)]
+        return [first, *later]
+
+    default_breakers.reset()
+    first, *later = fakeclock.run(scenario())
+    assert first.report.succeeded == 48  # only the 2 bad inputs fail
+    assert {r.error_kind for r in first.failures} == {"agent_error"}
+    assert all(r.report.failures_by_kind == {"agent_error": 2} for r in later)
+    assert default_breakers.get("flaky").snapshot().opened_count == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "outage"),
+    [
+        (lambda: rate_limit_error(retry_after_s=2), False),
+        (lambda: rate_limit_error(), False),
+        (lambda: server_error(503), False),
+        (lambda: server_error(529), False),
+        (lambda: server_error(500, retry_after_s=3), False),
+        (lambda: bad_request_error(), False),
+        (lambda: ValueError("this input is malformed"), False),
+        (lambda: server_error(500), True),
+        (lambda: server_error(502), True),
+        (lambda: ConnectionResetError("reset by peer"), True),
+        (lambda: TimeoutError("read timed out"), True),
+    ],
+)
+def test_what_counts_as_an_outage(make: Any, outage: bool) -> None:
+    error = classify_error(make(), agent="a")
+    assert isinstance(error, AgentError)
+    assert is_outage(error) is outage
+
+
+def test_a_user_can_mark_more_failures_as_outages() -> None:
+    # Every 429 counted (say, a quota that never refills): the breaker opens on them.
+    provider = Provider(1, lambda: rate_limit_error())
+    breakers = BreakerRegistry()
+    policy = ErrorRecoveryPolicy(
+        max_retries=0, outage_on=lambda e: isinstance(e, AgentError) and e.status_code == 429
+    )
+
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            None,
+            range(20),
+            agent=provider,
+            policy=policy,
+            breakers=breakers,
+            limits=DispatchResourceLimits(max_concurrent=1),
+        )
+
+    result = fakeclock.run(scenario())
+    assert result.report.breaker_openings == 1
+    assert provider.requests < 20  # the open circuit spared the rest
+    assert Status.ERROR in {r.status for r in result}
