@@ -59,7 +59,7 @@ async def main() -> dict[str, Any]:
     backup = SimulatedChatModel(model_name="backup", latency_s=0.01)
     policy = ErrorRecoveryPolicy(
         strategy=ErrorStrategy.FALLBACK, fallback_tools=["backup"], max_retries=0,
-        breaker=BreakerConfig(failure_threshold=3, cooldown_s=30.0),
+        breaker=BreakerConfig(minimum_calls=3, cooldown_s=30.0),
     )  # fmt: skip
     rescued = await dispatch_agents(
         "Item {n}", ITEMS, agent=down, agents={"backup": backup}, policy=policy,

@@ -243,16 +243,17 @@ async def test_breaker_opens_and_stops_calling_the_agent(fake_sleep: Any) -> Non
     model = SimulatedChatModel(model_name="flaky", failures=[server_error()] * 100)
     result = await dispatch_agents(
         "{n}",
-        items(20),
+        items(30),
         agent=model,
         policy=ErrorRecoveryPolicy(max_retries=0),
         sleep=fake_sleep,
         limits=DispatchResourceLimits(max_concurrent=1),
     )
-    assert model.calls == 5  # the default threshold; then the circuit is open
-    assert [r.error.kind for r in result[5:] if r.error] == ["circuit_open"] * 15
+    # The default minimum of 20 calls, all outages (a rate of 100%); then the circuit opens.
+    assert model.calls == 20
+    assert [r.error.kind for r in result[20:] if r.error] == ["circuit_open"] * 10
     assert result.report.breaker_openings == 1
-    assert result.report.calls_started == 5
+    assert result.report.calls_started == 20
 
 
 async def test_skip_strategy_ends_the_input_as_skipped(fake_sleep: Any) -> None:

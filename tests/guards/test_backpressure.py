@@ -16,9 +16,11 @@ import pytest
 
 import fakeclock
 from langgraph_fanout import (
+    BreakerConfig,
     BreakerRegistry,
     DispatchResourceLimits,
     ErrorRecoveryPolicy,
+    ErrorStrategy,
     Status,
     dispatch_agents,
 )
@@ -173,7 +175,9 @@ def test_a_user_can_mark_more_failures_as_outages() -> None:
     provider = Provider(1, lambda: rate_limit_error())
     breakers = BreakerRegistry()
     policy = ErrorRecoveryPolicy(
-        max_retries=0, outage_on=lambda e: isinstance(e, AgentError) and e.status_code == 429
+        max_retries=0,
+        outage_on=lambda e: isinstance(e, AgentError) and e.status_code == 429,
+        breaker=BreakerConfig(minimum_calls=5),
     )
 
     async def scenario() -> Any:
@@ -190,3 +194,85 @@ def test_a_user_can_mark_more_failures_as_outages() -> None:
     assert result.report.breaker_openings == 1
     assert provider.requests < 20  # the open circuit spared the rest
     assert Status.ERROR in {r.status for r in result}
+
+
+# -- a breaker that opens on a failure rate -------------------------------------------------
+
+
+def test_rare_outages_among_many_successes_never_open_the_breaker() -> None:
+    # 10% of calls are 500s (outages, counted), spread among successes: the rate stays far
+    # below 50%, so the circuit stays closed however many calls there are.
+    provider = Provider(10, lambda: server_error(500))
+
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            None,
+            range(1000),
+            agent=provider,
+            limits=DispatchResourceLimits(max_concurrent=20),
+            breakers=BreakerRegistry(clock=asyncio.get_running_loop().time),
+            rng=random.Random(2),
+        )
+
+    result = fakeclock.run(scenario())
+    assert result.report.breaker_openings == 0
+    assert "circuit_open" not in {a.error for r in result for a in r.attempts}
+    # What fails is an input whose three attempts all met a 500 (about 1 in 1,000).
+    assert all(len(r.attempts) == 3 for r in result.failures)
+    assert result.report.succeeded >= 998
+
+
+def test_a_dead_agent_is_spared_once_the_rate_says_so_and_probed_after_the_cooldown() -> None:
+    dead = {"down": True}
+    primary_calls = 0
+
+    async def primary(item: int) -> str:
+        nonlocal primary_calls
+        primary_calls += 1
+        await asyncio.sleep(0.05)
+        if dead["down"]:
+            raise ConnectionResetError("connection reset by peer")
+        return f"primary {item}"
+
+    async def backup(item: int) -> str:
+        await asyncio.sleep(0.05)
+        return f"backup {item}"
+
+    policy = ErrorRecoveryPolicy(
+        strategy=ErrorStrategy.FALLBACK, fallback_tools=["backup"], max_retries=0
+    )
+
+    async def scenario() -> tuple[Any, int, Any]:
+        registry = BreakerRegistry(clock=asyncio.get_running_loop().time)
+        first = await dispatch_agents(
+            None,
+            range(200),
+            agent=primary,
+            agents={"backup": backup},
+            policy=policy,
+            limits=DispatchResourceLimits(max_concurrent=20),
+            breakers=registry,
+        )
+        calls_while_down = primary_calls
+        dead["down"] = False
+        await asyncio.sleep(BreakerConfig().cooldown_s)  # the cooldown passes
+        later = await dispatch_agents(
+            None,
+            range(50),
+            agent=primary,
+            agents={"backup": backup},
+            policy=policy,
+            limits=DispatchResourceLimits(max_concurrent=1),
+            breakers=registry,
+        )
+        return first, calls_while_down, (later, registry.get("primary").snapshot())
+
+    first, calls_while_down, (later, snapshot) = fakeclock.run(scenario())
+    assert first.report.succeeded == 200
+    assert all(r.agent_used == "backup" for r in first)
+    config = BreakerConfig()
+    assert calls_while_down <= config.minimum_calls + 20  # the minimum, plus those in flight
+    assert first.report.breaker_openings == 1
+    # After the cooldown one probe goes through, succeeds, and closes the circuit.
+    assert all(r.agent_used == "primary" for r in later)
+    assert snapshot.state.value == "closed"

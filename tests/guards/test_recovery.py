@@ -461,7 +461,7 @@ def test_policy_defaults_and_string_strategy() -> None:
         ({"retry_after_cap_s": float("nan")}, "retry_after_cap_s must be a finite number"),
         ({"backoff_initial_s": 5.0, "backoff_max_s": 1.0}, "backoff_max_s (1) must be >="),
         ({"retry_on": "transient"}, "retry_on must be callable"),
-        ({"breaker": {"failure_threshold": 3}}, "breaker must be a BreakerConfig or None"),
+        ({"breaker": {"minimum_calls": 3}}, "breaker must be a BreakerConfig or None"),
     ],
 )
 def test_policy_rejects_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
@@ -471,7 +471,7 @@ def test_policy_rejects_bad_arguments(kwargs: dict[str, Any], message: str) -> N
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"failure_threshold": 0}, {"window_s": 0}, {"cooldown_s": -1}, {"half_open_max_calls": 0}],
+    [{"minimum_calls": 0}, {"window_s": 0}, {"cooldown_s": -1}, {"half_open_max_calls": 0}],
 )
 def test_breaker_config_rejects_bad_arguments(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError, match="BreakerConfig"):
@@ -718,7 +718,7 @@ async def test_refused_attempt_is_not_retried_and_skips_fallbacks() -> None:
     )
     primary = ScriptedAgent("primary", [transient(500), refusal])
     backup = ScriptedAgent("backup", ["never"])
-    registry = BreakerRegistry(BreakerConfig(failure_threshold=2))
+    registry = BreakerRegistry(BreakerConfig(minimum_calls=2))
     outcome = await recover(
         primary,
         backup,
@@ -788,7 +788,7 @@ async def test_on_attempt_sees_each_record_with_its_duration() -> None:
 async def test_default_registry_is_shared_when_none_is_given() -> None:
     default_breakers.reset()
     try:
-        policy = ErrorRecoveryPolicy(max_retries=0, breaker=BreakerConfig(failure_threshold=2))
+        policy = ErrorRecoveryPolicy(max_retries=0, breaker=BreakerConfig(minimum_calls=2))
         agent = ScriptedAgent("shared-default-agent", [transient(500)])
         for _ in range(2):
             await run_with_recovery(
@@ -804,7 +804,7 @@ async def test_default_registry_is_shared_when_none_is_given() -> None:
 
 def test_breaker_opens_after_threshold_failures_within_the_window() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker("a", BreakerConfig(failure_threshold=3, window_s=10), clock=clock)
+    breaker = CircuitBreaker("a", BreakerConfig(minimum_calls=3, window_s=10), clock=clock)
     assert breaker.record_failure() is False
     clock.advance(11)  # the first failure leaves the window
     assert breaker.record_failure() is False
@@ -817,13 +817,18 @@ def test_breaker_opens_after_threshold_failures_within_the_window() -> None:
         breaker.acquire()
     assert (caught.value.agent, caught.value.failures, caught.value.retry_in_s) == ("a", 3, 30.0)
     assert breaker.snapshot() == BreakerSnapshot(
-        name="a", state=BreakerState.OPEN, failures_in_window=3, opened_count=1, retry_in_s=30.0
+        name="a",
+        state=BreakerState.OPEN,
+        failures_in_window=3,
+        calls_in_window=3,
+        opened_count=1,
+        retry_in_s=30.0,
     )
 
 
 def test_half_open_admits_limited_probes_and_recovers_or_reopens() -> None:
     clock = FakeClock()
-    config = BreakerConfig(failure_threshold=1, cooldown_s=30, half_open_max_calls=1)
+    config = BreakerConfig(minimum_calls=1, cooldown_s=30, half_open_max_calls=1)
     breaker = CircuitBreaker("a", config, clock=clock)
     breaker.record_failure()
     clock.advance(29.5)
@@ -848,9 +853,9 @@ def test_half_open_admits_limited_probes_and_recovers_or_reopens() -> None:
 
 def test_registry_returns_one_breaker_per_name_and_snapshots_all() -> None:
     clock = FakeClock()
-    registry = BreakerRegistry(BreakerConfig(failure_threshold=1), clock=clock)
-    assert registry.get("a") is registry.get("a", BreakerConfig(failure_threshold=9))
-    assert registry.get("a").config.failure_threshold == 1  # first config wins
+    registry = BreakerRegistry(BreakerConfig(minimum_calls=1), clock=clock)
+    assert registry.get("a") is registry.get("a", BreakerConfig(minimum_calls=9))
+    assert registry.get("a").config.minimum_calls == 1  # first config wins
     registry.get("b").record_failure()
     snapshot = registry.snapshot()
     assert set(snapshot) == {"a", "b"}
@@ -865,7 +870,7 @@ async def test_open_breaker_sends_calls_straight_to_the_fallback() -> None:
     policy = ErrorRecoveryPolicy(
         strategy=ErrorStrategy.FALLBACK,
         max_retries=0,
-        breaker=BreakerConfig(failure_threshold=3, cooldown_s=30),
+        breaker=BreakerConfig(minimum_calls=3, cooldown_s=30),
     )
     primary = ScriptedAgent("primary", [transient(500)])
     backup = ScriptedAgent("backup", ["from backup"])
@@ -890,7 +895,7 @@ async def test_after_cooldown_exactly_one_probe_goes_through() -> None:
     policy = ErrorRecoveryPolicy(
         strategy=ErrorStrategy.FALLBACK,
         max_retries=0,
-        breaker=BreakerConfig(failure_threshold=1, cooldown_s=30),
+        breaker=BreakerConfig(minimum_calls=1, cooldown_s=30),
     )
     registry.get("primary", policy.breaker).record_failure()
     clock.advance(30)
@@ -935,9 +940,9 @@ async def test_after_cooldown_exactly_one_probe_goes_through() -> None:
 
 async def test_probe_failure_reopens_the_breaker() -> None:
     clock = FakeClock()
-    registry = BreakerRegistry(BreakerConfig(failure_threshold=1, cooldown_s=30), clock=clock)
+    registry = BreakerRegistry(BreakerConfig(minimum_calls=1, cooldown_s=30), clock=clock)
     primary = ScriptedAgent("primary", [transient(500)])
-    policy = ErrorRecoveryPolicy(max_retries=0, breaker=BreakerConfig(failure_threshold=1))
+    policy = ErrorRecoveryPolicy(max_retries=0, breaker=BreakerConfig(minimum_calls=1))
     first = await recover(primary, policy=policy, breakers=registry)
     assert first.breaker_opened == 1
     clock.advance(30)
@@ -950,7 +955,7 @@ async def test_probe_failure_reopens_the_breaker() -> None:
 async def test_open_primary_without_fallback_gives_circuit_open() -> None:
     clock = FakeClock()
     registry = BreakerRegistry(clock=clock)
-    config = BreakerConfig(failure_threshold=2, cooldown_s=30)
+    config = BreakerConfig(minimum_calls=2, cooldown_s=30)
     breaker = registry.get("primary", config)
     breaker.record_failure()
     breaker.record_failure()
@@ -975,7 +980,7 @@ async def test_a_breaker_opened_mid_call_stops_the_retries_at_once() -> None:
         policy=ErrorRecoveryPolicy(
             strategy=ErrorStrategy.FALLBACK,
             max_retries=5,
-            breaker=BreakerConfig(failure_threshold=2),
+            breaker=BreakerConfig(minimum_calls=2),
         ),
         breakers=registry,
         sleep=sleep,
@@ -987,7 +992,7 @@ async def test_a_breaker_opened_mid_call_stops_the_retries_at_once() -> None:
 
 async def test_request_faults_and_refusals_do_not_count_against_the_breaker() -> None:
     registry = BreakerRegistry()
-    policy = ErrorRecoveryPolicy(max_retries=0, breaker=BreakerConfig(failure_threshold=1))
+    policy = ErrorRecoveryPolicy(max_retries=0, breaker=BreakerConfig(minimum_calls=1))
     for exc in (HTTPStatusFailure(400), HTTPStatusFailure(422), _context_500_as_400()):
         await recover(ScriptedAgent("a", [exc]), policy=policy, breakers=registry)
     assert registry.get("a").state is BreakerState.CLOSED
@@ -1003,7 +1008,7 @@ def _context_500_as_400() -> HTTPStatusFailure:
 
 async def test_two_calls_share_one_registry() -> None:
     registry = BreakerRegistry()
-    policy = ErrorRecoveryPolicy(max_retries=1, breaker=BreakerConfig(failure_threshold=3))
+    policy = ErrorRecoveryPolicy(max_retries=1, breaker=BreakerConfig(minimum_calls=3))
     first = await recover(
         ScriptedAgent("agent", [transient(500)]), policy=policy, breakers=registry
     )
@@ -1020,7 +1025,7 @@ async def test_two_calls_share_one_registry() -> None:
 
 async def test_cancellation_during_an_attempt_propagates_and_frees_the_probe() -> None:
     clock = FakeClock()
-    registry = BreakerRegistry(BreakerConfig(failure_threshold=1, cooldown_s=1), clock=clock)
+    registry = BreakerRegistry(BreakerConfig(minimum_calls=1, cooldown_s=1), clock=clock)
     registry.get("a").record_failure()
     clock.advance(1)
     started = asyncio.Event()
@@ -1112,7 +1117,7 @@ def test_attempts_never_exceed_the_maximum(
 ) -> None:
     if strategy is not ErrorStrategy.FALLBACK:
         scripts = scripts[:1]
-    breaker = None if threshold is None else BreakerConfig(failure_threshold=threshold)
+    breaker = None if threshold is None else BreakerConfig(minimum_calls=threshold)
     policy = ErrorRecoveryPolicy(strategy=strategy, max_retries=max_retries, breaker=breaker)
     agents = [
         ScriptedAgent(f"agent{i}", [_make(k) for k in script]) for i, script in enumerate(scripts)

@@ -383,7 +383,7 @@ async def fail_safe(run: Runner, quota: dict[str, Any]) -> dict[str, Any]:
         max_retries=1,
         backoff_initial_s=run.latency / 4,
         jitter_s=0.0,
-        breaker=BreakerConfig(failure_threshold=3, cooldown_s=60.0),
+        breaker=BreakerConfig(minimum_calls=3, cooldown_s=60.0),
     )
     result = run.keep(
         await dispatch_agents(

@@ -1,13 +1,17 @@
 """Per-agent circuit breakers, shared by every dispatch in the process.
 
-A breaker watches the failures of one agent (by name) and, once the agent looks down, stops
-calls to it for a cooldown so they go straight to a fallback instead of waiting on a dead
-endpoint::
+A breaker watches the calls of one agent and, once the agent looks down, stops calls to it
+for a cooldown so they go straight to a fallback instead of waiting on a dead endpoint. It
+opens on a failure *rate*, as resilience4j's does: a few failures among many successes are
+noise, and only outages count as failures (``classify.is_outage``; never backpressure)::
 
-    CLOSED ──failure_threshold failures within window_s──> OPEN
+    CLOSED ──>= minimum_calls recorded in window_s and failures/calls >= failure_rate──> OPEN
     OPEN ──cooldown_s elapsed──> HALF_OPEN (at most half_open_max_calls probes in flight)
-    HALF_OPEN ──probe succeeds──> CLOSED (failures forgotten)
+    HALF_OPEN ──probe succeeds──> CLOSED (the window forgotten)
     HALF_OPEN ──probe fails──> OPEN (a new cooldown)
+
+The window is a ring of ``_BUCKETS`` time buckets (fixed memory whatever the call rate), so
+a call leaves the window between ``window_s * (1 - 1/_BUCKETS)`` and ``window_s`` after it.
 
 Breakers hold a ``threading.Lock`` and no asyncio object, so one breaker serves every event
 loop and thread of the process. ``default_breakers`` is the process-wide registry.
@@ -18,12 +22,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from langgraph_fanout.errors import CircuitOpen, ConfigurationError
+
+_BUCKETS = 30
 
 
 class BreakerState(StrEnum):
@@ -39,24 +44,27 @@ class BreakerConfig:
     """When a breaker opens and how it recovers.
 
     Attributes:
-        failure_threshold: failures within ``window_s`` that open the circuit. Successes do
-            not clear the window: the count is of failures in time, not consecutive ones.
-        window_s: length of the sliding window failures are counted in.
+        failure_rate: share of the calls recorded in the window that failed (outages only)
+            at or above which the circuit opens.
+        minimum_calls: calls the window must hold before the rate is judged (a breaker
+            never opens on fewer).
+        window_s: length of the sliding window calls are counted in.
         cooldown_s: how long the circuit stays open before it lets probes through.
         half_open_max_calls: probes allowed in flight at once while half-open.
 
     Example:
-        >>> BreakerConfig(failure_threshold=3, cooldown_s=10.0).window_s
-        60.0
+        >>> BreakerConfig(minimum_calls=10, cooldown_s=10.0).failure_rate
+        0.5
     """
 
-    failure_threshold: int = 5
-    window_s: float = 60.0
+    failure_rate: float = 0.5
+    minimum_calls: int = 20
+    window_s: float = 30.0
     cooldown_s: float = 30.0
     half_open_max_calls: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("failure_threshold", "half_open_max_calls"):
+        for name in ("minimum_calls", "half_open_max_calls"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"BreakerConfig.{name} must be an int >= 1, got {value!r}")
@@ -71,6 +79,11 @@ class BreakerConfig:
                 raise ConfigurationError(
                     f"BreakerConfig.{name} must be a finite number > 0, got {value!r}"
                 )
+        rate = self.failure_rate
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
+            raise ConfigurationError(
+                f"BreakerConfig.failure_rate must be a number in (0, 1], got {rate!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +94,7 @@ class BreakerSnapshot:
         name: the agent name the breaker guards.
         state: closed, open or half-open at the time of the reading.
         failures_in_window: counted failures still inside the window.
+        calls_in_window: calls (failures included) still inside the window.
         opened_count: how many times the breaker has opened since it was created.
         retry_in_s: seconds until an open breaker admits a probe (``0.0`` unless open).
     """
@@ -89,6 +103,7 @@ class BreakerSnapshot:
     state: BreakerState
     failures_in_window: int
     opened_count: int
+    calls_in_window: int = 0
     retry_in_s: float
 
 
@@ -106,7 +121,7 @@ class CircuitBreaker:
         clock: monotonic seconds; inject a fake one in tests.
 
     Example:
-        >>> breaker = CircuitBreaker("researcher", BreakerConfig(failure_threshold=1))
+        >>> breaker = CircuitBreaker("researcher", BreakerConfig(minimum_calls=1))
         >>> breaker.record_failure()
         True
         >>> breaker.try_acquire()
@@ -125,7 +140,10 @@ class CircuitBreaker:
         self._clock = clock
         self._lock = threading.Lock()
         self._state = BreakerState.CLOSED
-        self._failures: deque[float] = deque()
+        self._width = self.config.window_s / _BUCKETS
+        self._epochs = [-1] * _BUCKETS
+        self._calls = [0] * _BUCKETS
+        self._fails = [0] * _BUCKETS
         self._failures_at_open = 0
         self._opened_at = 0.0
         self._opened_count = 0
@@ -137,15 +155,33 @@ class CircuitBreaker:
         if self._state is BreakerState.OPEN and now >= self._opened_at + self.config.cooldown_s:
             self._state = BreakerState.HALF_OPEN
             self._probes_in_flight = 0
-        horizon = now - self.config.window_s
-        while self._failures and self._failures[0] <= horizon:
-            self._failures.popleft()
 
-    def _open(self, now: float) -> None:
+    def _count(self, now: float, *, failed: bool) -> None:
+        epoch = int(now // self._width)
+        i = epoch % _BUCKETS
+        if self._epochs[i] != epoch:
+            self._epochs[i], self._calls[i], self._fails[i] = epoch, 0, 0
+        self._calls[i] += 1
+        self._fails[i] += failed
+
+    def _totals(self, now: float) -> tuple[int, int]:
+        """Calls and failures still inside the window."""
+        oldest = int(now // self._width) - _BUCKETS
+        calls = fails = 0
+        for i, epoch in enumerate(self._epochs):
+            if epoch > oldest:
+                calls += self._calls[i]
+                fails += self._fails[i]
+        return calls, fails
+
+    def _forget(self) -> None:
+        self._epochs = [-1] * _BUCKETS
+
+    def _open(self, now: float, failures: int) -> None:
         self._state = BreakerState.OPEN
         self._opened_at = now
         self._opened_count += 1
-        self._failures_at_open = max(len(self._failures), 1)
+        self._failures_at_open = max(failures, 1)
         self._probes_in_flight = 0
 
     def _retry_in(self, now: float) -> float:
@@ -209,33 +245,36 @@ class CircuitBreaker:
             )
 
     def record_success(self) -> None:
-        """Report a call that succeeded; a half-open breaker closes and forgets its failures."""
-        if self._state is BreakerState.CLOSED:
-            return  # nothing changes; stale failures are pruned by the next failure
+        """Report a call that succeeded: it counts in the window (the rate's denominator);
+        a half-open breaker closes and forgets its window."""
         with self._lock:
-            self._refresh(self._clock())
-            if self._state is BreakerState.HALF_OPEN:
+            now = self._clock()
+            self._refresh(now)
+            if self._state is BreakerState.CLOSED:
+                self._count(now, failed=False)
+            elif self._state is BreakerState.HALF_OPEN:
                 self._state = BreakerState.CLOSED
-                self._failures.clear()
+                self._forget()
                 self._probes_in_flight = 0
             # Open: a call that started before the circuit opened says little about now;
             # the cooldown and a probe decide.
 
     def record_failure(self) -> bool:
-        """Report a counted failure; return ``True`` if this failure opened the circuit."""
+        """Report a counted failure (an outage); return ``True`` if it opened the circuit."""
         with self._lock:
             now = self._clock()
             self._refresh(now)
             if self._state is BreakerState.HALF_OPEN:
-                self._failures.append(now)
-                self._open(now)
+                self._open(now, self._totals(now)[1] + 1)
                 return True
             if self._state is BreakerState.OPEN:
                 # A late failure of a call started before the circuit opened: already known.
                 return False
-            self._failures.append(now)
-            if len(self._failures) >= self.config.failure_threshold:
-                self._open(now)
+            self._count(now, failed=True)
+            calls, fails = self._totals(now)
+            config = self.config
+            if calls >= config.minimum_calls and fails >= config.failure_rate * calls:
+                self._open(now, fails)
                 return True
             return False
 
@@ -251,10 +290,12 @@ class CircuitBreaker:
         with self._lock:
             now = self._clock()
             self._refresh(now)
+            calls, fails = self._totals(now)
             return BreakerSnapshot(
                 name=self.name,
                 state=self._state,
-                failures_in_window=len(self._failures),
+                failures_in_window=fails,
+                calls_in_window=calls,
                 opened_count=self._opened_count,
                 retry_in_s=self._retry_in(now),
             )
@@ -263,7 +304,7 @@ class CircuitBreaker:
         """Close the breaker and forget everything (tests, or an operator's manual reset)."""
         with self._lock:
             self._state = BreakerState.CLOSED
-            self._failures.clear()
+            self._forget()
             self._failures_at_open = 0
             self._opened_count = 0
             self._probes_in_flight = 0
@@ -272,7 +313,7 @@ class CircuitBreaker:
         snap = self.snapshot()
         return (
             f"<CircuitBreaker {self.name!r} {snap.state.value} "
-            f"failures={snap.failures_in_window}/{self.config.failure_threshold} "
+            f"failures={snap.failures_in_window}/{snap.calls_in_window} calls "
             f"opened={snap.opened_count}>"
         )
 
