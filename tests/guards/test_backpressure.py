@@ -22,9 +22,12 @@ from langgraph_fanout import (
     ErrorRecoveryPolicy,
     ErrorStrategy,
     Status,
+    as_dispatch_result,
+    create_dispatch_tool,
+    create_fan_out_graph,
     dispatch_agents,
 )
-from langgraph_fanout.errors import AgentError
+from langgraph_fanout.errors import AgentError, CircuitOpen
 from langgraph_fanout.guards.breaker import default_breakers
 from langgraph_fanout.guards.classify import classify_error, is_outage
 from langgraph_fanout.testing import bad_request_error, rate_limit_error, server_error
@@ -276,3 +279,80 @@ def test_a_dead_agent_is_spared_once_the_rate_says_so_and_probed_after_the_coold
     # After the cooldown one probe goes through, succeeds, and closes the circuit.
     assert all(r.agent_used == "primary" for r in later)
     assert snapshot.state.value == "closed"
+
+
+# -- waiting for the probe instead of failing ----------------------------------------------
+
+
+class ResetsTwice:
+    """Each input's first two requests are reset by the peer; the third is answered."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, int] = {}
+        self.__name__ = "resets_twice"
+
+    async def __call__(self, prompt: Any) -> str:
+        key = str(prompt)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        await asyncio.sleep(0.05)
+        if self.requests[key] <= 2:
+            raise ConnectionResetError("connection reset by peer")
+        return f"answer {key}"
+
+
+@pytest.mark.parametrize("surface", ["engine", "graph", "tool"])
+def test_ten_inputs_that_each_fail_twice_all_succeed_on_every_surface(surface: str) -> None:
+    # 10 inputs x 2 resets = 20 outages in a row: the default breaker opens at the 20th.
+    # The third attempts wait for the half-open probe, which succeeds and closes it.
+    agent = ResetsTwice()
+    items = [f"item {i}" for i in range(10)]
+
+    async def scenario() -> Any:
+        breakers = BreakerRegistry(clock=asyncio.get_running_loop().time)
+        if surface == "engine":
+            return await dispatch_agents(None, items, agent=agent, breakers=breakers)
+        if surface == "graph":
+            graph = create_fan_out_graph(agent, breakers=breakers).compile()
+            return as_dispatch_result(await graph.ainvoke({"items": items}))
+        tool = create_dispatch_tool({"resets_twice": agent}, breakers=breakers)
+        message = await tool.ainvoke(
+            {
+                "type": "tool_call",
+                "id": "1",
+                "name": tool.name,
+                "args": {"instruction": "{item}", "items": items},
+            }
+        )
+        return message.artifact
+
+    result = fakeclock.run(scenario())
+    assert result.report.succeeded == 10
+    assert result.report.breaker_openings == 1
+    assert [len(r.attempts) for r in result] == [3] * 10
+    assert sorted(agent.requests.values()) == [3] * 10
+
+
+def test_with_no_time_to_wait_for_the_probe_the_input_fails_open_naming_the_probe() -> None:
+    # The cooldown (120 s) is longer than a retry may wait (retry_after_cap_s=60 s).
+    async def dead(prompt: Any) -> str:
+        raise ConnectionResetError("connection reset by peer")
+
+    policy = ErrorRecoveryPolicy(
+        max_retries=1, breaker=BreakerConfig(minimum_calls=2, cooldown_s=120)
+    )
+
+    async def scenario() -> Any:
+        breakers = BreakerRegistry(clock=asyncio.get_running_loop().time)
+        return await dispatch_agents(
+            None,
+            range(4),
+            agent=dead,
+            policy=policy,
+            breakers=breakers,
+            limits=DispatchResourceLimits(max_concurrent=1),
+        )
+
+    result = fakeclock.run(scenario())
+    assert result.report.breaker_openings == 1
+    later = result[3].error
+    assert isinstance(later, CircuitOpen) and later.retry_in_s > 60

@@ -1017,7 +1017,11 @@ async def test_two_calls_share_one_registry() -> None:
     other = ScriptedAgent("agent", [transient(500)])
     second = await recover(other, policy=policy, breakers=registry)
     assert (other.calls, second.breaker_opened) == (1, 1)
-    assert isinstance(second.error, AgentError)  # one real attempt, so its raw error
+    # Its retry found the circuit open: it waited for the probe (the fake sleep does not
+    # move the breaker's clock), and ended open, naming when the probe comes.
+    assert isinstance(second.error, RetriesExhausted)
+    assert isinstance(second.error.last_error, CircuitOpen)
+    assert second.error.last_error.retry_in_s > 0
 
 
 # --------------------------------------------------------------------------- cancellation

@@ -13,16 +13,18 @@ noise, and only outages count as failures (``classify.is_outage``; never backpre
 The window is a ring of ``_BUCKETS`` time buckets (fixed memory whatever the call rate), so
 a call leaves the window between ``window_s * (1 - 1/_BUCKETS)`` and ``window_s`` after it.
 
-Breakers hold a ``threading.Lock`` and no asyncio object, so one breaker serves every event
-loop and thread of the process. ``default_breakers`` is the process-wide registry.
+Breakers hold a ``threading.Lock`` and no asyncio object but the futures of calls waiting
+for a probe (each woken on its own loop), so one breaker serves every event loop and thread
+of the process. ``default_breakers`` is the process-wide registry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -148,8 +150,17 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._opened_count = 0
         self._probes_in_flight = 0
+        # Calls waiting for a half-open probe's verdict: (their loop, their future).
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     # All _methods below expect self._lock to be held.
+
+    def _wake(self) -> None:
+        """A probe's verdict came back: every call waiting for it asks again."""
+        waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, future)
 
     def _refresh(self, now: float) -> None:
         if self._state is BreakerState.OPEN and now >= self._opened_at + self.config.cooldown_s:
@@ -244,6 +255,36 @@ class CircuitBreaker:
                 agent=self.name, failures=self._failures_at_open, retry_in_s=self._retry_in(now)
             )
 
+    async def wait_until_probed(
+        self, sleep: Callable[[float], Awaitable[None]], *, longest_s: float
+    ) -> bool:
+        """Wait until this breaker may admit a call again, without polling: an open one
+        until its cooldown ends (one ``sleep``), a half-open one until the verdict of the
+        probe in flight. Returns ``False`` at once when that is more than ``longest_s``
+        away (the caller has no time to wait), ``True`` after waiting."""
+        waiter: asyncio.Future[None] | None = None
+        with self._lock:
+            now = self._clock()
+            self._refresh(now)
+            if self._state is BreakerState.CLOSED:
+                return True
+            delay = self._retry_in(now)
+            if delay > longest_s:
+                return False
+            if self._state is BreakerState.HALF_OPEN:
+                loop = asyncio.get_running_loop()
+                waiter = loop.create_future()
+                self._waiters.append((loop, waiter))
+        if waiter is None:
+            await sleep(delay)
+            return True
+        try:
+            await waiter
+        finally:
+            with self._lock:
+                self._waiters = [w for w in self._waiters if w[1] is not waiter]
+        return True
+
     def record_success(self) -> None:
         """Report a call that succeeded: it counts in the window (the rate's denominator);
         a half-open breaker closes and forgets its window."""
@@ -256,6 +297,7 @@ class CircuitBreaker:
                 self._state = BreakerState.CLOSED
                 self._forget()
                 self._probes_in_flight = 0
+                self._wake()
             # Open: a call that started before the circuit opened says little about now;
             # the cooldown and a probe decide.
 
@@ -266,6 +308,7 @@ class CircuitBreaker:
             self._refresh(now)
             if self._state is BreakerState.HALF_OPEN:
                 self._open(now, self._totals(now)[1] + 1)
+                self._wake()
                 return True
             if self._state is BreakerState.OPEN:
                 # A late failure of a call started before the circuit opened: already known.
@@ -284,6 +327,7 @@ class CircuitBreaker:
             self._refresh(self._clock())
             if self._state is BreakerState.HALF_OPEN and self._probes_in_flight > 0:
                 self._probes_in_flight -= 1
+                self._wake()
 
     def snapshot(self) -> BreakerSnapshot:
         """A consistent reading of the breaker."""
@@ -374,6 +418,11 @@ class BreakerRegistry:
 
     def __repr__(self) -> str:
         return f"<BreakerRegistry breakers={len(self)}>"
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 default_breakers = BreakerRegistry()

@@ -436,8 +436,20 @@ async def run_with_recovery(
         # Built at the first failure only: most calls succeed at once and never need it.
         state: RetryCallState | None = None
         wait = 0.0
+        more_agents = policy.strategy is ErrorStrategy.FALLBACK and position < len(agents) - 1
+        made = waited = 0  # attempts of this agent; waits for its breaker's probe
         while True:
             if breaker is not None and not breaker.try_acquire():
+                # With attempts left and nowhere else to go, wait for the half-open probe
+                # (never longer than a Retry-After may last) rather than fail the input.
+                if (
+                    not more_agents
+                    and made < policy.attempts_per_agent
+                    and waited < policy.attempts_per_agent
+                ):
+                    waited += 1
+                    if await breaker.wait_until_probed(sleep, longest_s=policy.retry_after_cap_s):
+                        continue
                 refusal = breaker.open_error()
                 first_open = first_open or refusal
                 last = refusal
@@ -445,6 +457,7 @@ async def run_with_recovery(
                 break
             if state is not None:
                 retries += 1
+            made += 1
             started = clock()
             try:
                 output = await attempt(agent)
@@ -489,10 +502,10 @@ async def run_with_recovery(
             state.set_exception((type(err), err, err.__traceback__))
             if not controller.retry(state) or controller.stop(state):
                 break
-            if breaker is not None and breaker.state is BreakerState.OPEN:
-                # This failure (or a concurrent call's) just opened the circuit: move on now
-                # rather than sleep for a retry the breaker would refuse. ``last`` stays the
-                # agent's own error, the more useful one to report.
+            if more_agents and breaker is not None and breaker.state is BreakerState.OPEN:
+                # This failure (or a concurrent call's) just opened the circuit: move on to
+                # the next agent now rather than sleep for a retry the breaker would refuse.
+                # ``last`` stays the agent's own error, the more useful one to report.
                 break
             wait = float(controller.wait(state))
             await sleep(wait)
