@@ -22,15 +22,27 @@ from langgraph_fanout import (
     ErrorRecoveryPolicy,
     ErrorStrategy,
     Status,
+    SubAgent,
     as_dispatch_result,
     create_dispatch_tool,
     create_fan_out_graph,
     dispatch_agents,
 )
 from langgraph_fanout.errors import AgentError, CircuitOpen
-from langgraph_fanout.guards.breaker import default_breakers
+from langgraph_fanout.guards.breaker import BreakerSnapshot, default_breakers
 from langgraph_fanout.guards.classify import classify_error, is_outage
-from langgraph_fanout.testing import bad_request_error, rate_limit_error, server_error
+from langgraph_fanout.testing import (
+    SimulatedChatModel,
+    bad_request_error,
+    rate_limit_error,
+    server_error,
+)
+
+
+def _breaker_of(registry: BreakerRegistry, agent: str) -> BreakerSnapshot:
+    """The snapshot of the one breaker of the agent named ``agent`` (names are name@id)."""
+    (found,) = [b for key, b in registry.snapshot().items() if key.split("@")[0] == agent]
+    return found
 
 
 class Provider:
@@ -81,7 +93,7 @@ def test_a_burst_of_429s_with_retry_after_never_fails_the_batch(rate: float) -> 
     )
     assert result.report.succeeded >= 2000 - (1 if rate >= 0.05 else 0)
     assert result.report.breaker_openings == 0
-    assert breakers.get("provider").snapshot().opened_count == 0
+    assert _breaker_of(breakers, "provider").opened_count == 0
     assert max(len(r.attempts) for r in result) <= 1 + ErrorRecoveryPolicy().max_retries
     assert provider.requests == 2000 + result.report.retries  # every retry was a 429
     assert result.report.retries == sum(len(r.attempts) - 1 for r in result)
@@ -148,7 +160,7 @@ def test_bad_inputs_and_backpressure_leave_the_next_dispatch_alone() -> None:
     assert first.report.succeeded == 48  # only the 2 bad inputs fail
     assert {r.error_kind for r in first.failures} == {"agent_error"}
     assert all(r.report.failures_by_kind == {"agent_error": 2} for r in later)
-    assert default_breakers.get("flaky").snapshot().opened_count == 0
+    assert _breaker_of(default_breakers, "flaky").opened_count == 0
 
 
 @pytest.mark.parametrize(
@@ -268,7 +280,7 @@ def test_a_dead_agent_is_spared_once_the_rate_says_so_and_probed_after_the_coold
             limits=DispatchResourceLimits(max_concurrent=1),
             breakers=registry,
         )
-        return first, calls_while_down, (later, registry.get("primary").snapshot())
+        return first, calls_while_down, (later, _breaker_of(registry, "primary"))
 
     first, calls_while_down, (later, snapshot) = fakeclock.run(scenario())
     assert first.report.succeeded == 200
@@ -356,3 +368,49 @@ def test_with_no_time_to_wait_for_the_probe_the_input_fails_open_naming_the_prob
     assert result.report.breaker_openings == 1
     later = result[3].error
     assert isinstance(later, CircuitOpen) and later.retry_in_s > 60
+
+
+# -- breakers are keyed by what is called --------------------------------------------------
+
+
+def test_two_agent_graphs_both_named_langgraph_never_share_a_breaker() -> None:
+    from langchain.agents import create_agent
+
+    broken = create_agent(
+        SimulatedChatModel(model_name="m-broken", failure_rate=1.0, failure_kind="server_error"),
+        tools=[],
+    )
+    healthy = create_agent(SimulatedChatModel(model_name="m-healthy"), tools=[])
+    assert broken.get_name() == healthy.get_name() == "LangGraph"
+    policy = ErrorRecoveryPolicy(max_retries=0)
+
+    async def scenario() -> tuple[Any, Any]:
+        # Through the process-wide breakers, as two unrelated parts of one app would.
+        down = await dispatch_agents(
+            None, [f"q{i}" for i in range(30)], agent=broken, policy=policy
+        )
+        up = await dispatch_agents(None, [f"q{i}" for i in range(5)], agent=healthy, policy=policy)
+        return down, up
+
+    default_breakers.reset()
+    down, up = fakeclock.run(scenario())
+    assert down.report.breaker_openings == 1  # the broken graph's own circuit opened
+    assert up.report.succeeded == 5  # and the healthy graph never saw it
+    assert len(default_breakers) == 2
+
+
+def test_chat_models_of_one_deployment_share_a_breaker_and_a_key_shares_on_purpose() -> None:
+    one = SubAgent.of(SimulatedChatModel(model_name="gpt-x"), name="first")
+    two = SubAgent.of(SimulatedChatModel(model_name="gpt-x"), name="second")
+    other = SubAgent.of(SimulatedChatModel(model_name="gpt-y"))
+    assert one.circuit_key() == two.circuit_key() != other.circuit_key()
+
+    async def a(x: Any) -> Any:
+        return x
+
+    async def b(x: Any) -> Any:
+        return x
+
+    assert SubAgent.of(a).circuit_key() != SubAgent.of(b).circuit_key()
+    assert SubAgent.of(a, breaker_key="search").circuit_key() == "search"
+    assert SubAgent.of(b, breaker_key="search").circuit_key() == "search"

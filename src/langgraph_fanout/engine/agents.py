@@ -26,7 +26,7 @@ import hashlib
 import inspect
 import re
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,6 +35,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from langgraph_fanout.errors import ClientRetriesWarning, ConfigurationError
+from langgraph_fanout.guards.breaker import ObjectKey
 from langgraph_fanout.guards.pricing import Price
 
 AgentLike = Any
@@ -61,6 +62,8 @@ class SubAgent:
         max_output_tokens: worst-case output size (read from ``max_tokens`` of a chat model).
         price: a price that overrides the price table for this agent.
         last_message: for a graph with ``messages``, return its last message, not the state.
+        breaker_key: the circuit breaker to share on purpose (agents with the same key share
+            one); by default each distinct agent has its own (see ``circuit_key``).
     """
 
     target: Any
@@ -71,6 +74,7 @@ class SubAgent:
     max_output_tokens: int | None = None
     price: Price | None = None
     last_message: bool = True
+    breaker_key: str | None = None
     _accepts_config: bool = field(default=False, repr=False)
     _is_async: bool = field(default=False, repr=False)
     _messages_input: bool = field(default=False, repr=False)
@@ -86,6 +90,7 @@ class SubAgent:
         max_output_tokens: int | None = None,
         price: Price | None = None,
         last_message: bool = True,
+        breaker_key: str | None = None,
     ) -> SubAgent:
         """Wrap ``obj``; a ``SubAgent`` is returned as is unless a field is overridden.
 
@@ -101,6 +106,7 @@ class SubAgent:
                     "provider": provider,
                     "max_output_tokens": max_output_tokens,
                     "price": price,
+                    "breaker_key": breaker_key,
                 }.items()
                 if v is not None
             }
@@ -124,6 +130,7 @@ class SubAgent:
                 max_output_tokens=max_out,
                 price=price,
                 last_message=last_message,
+                breaker_key=breaker_key,
             )
         if isinstance(obj, Runnable):
             return cls(
@@ -135,6 +142,7 @@ class SubAgent:
                 max_output_tokens=max_output_tokens,
                 price=price,
                 last_message=last_message,
+                breaker_key=breaker_key,
                 _messages_input=_takes_messages(obj),
             )
         if callable(obj):
@@ -151,6 +159,7 @@ class SubAgent:
                 max_output_tokens=max_output_tokens,
                 price=price,
                 last_message=last_message,
+                breaker_key=breaker_key,
                 _accepts_config=_accepts_config(fn),
                 _is_async=is_async,
             )
@@ -167,6 +176,7 @@ class SubAgent:
             "max_output_tokens": self.max_output_tokens,
             "price": self.price,
             "last_message": self.last_message,
+            "breaker_key": self.breaker_key,
         }
 
     @property
@@ -196,6 +206,25 @@ class SubAgent:
         else:
             ident["code"] = _code_location(target)
         return ident
+
+    def circuit_key(self) -> Hashable:
+        """The key of this agent's circuit breaker: what is called, not a display name.
+
+        ``breaker_key`` when given (agents with the same one share a breaker on purpose);
+        a chat model's model and endpoint (two clients of one deployment are one circuit);
+        else the object itself (``ObjectKey``): two graphs both named ``LangGraph`` never
+        share a breaker.
+        """
+        if self.breaker_key is not None:
+            return self.breaker_key
+        if self.kind == "chat_model":
+            target = self.target
+            endpoint = next(
+                (str(v) for a in _ENDPOINT_FIELDS if (v := getattr(target, a, None))), None
+            )
+            where = endpoint or f"{type(target).__module__}.{type(target).__qualname__}"
+            return f"{self.model or self.name}@{where}"
+        return ObjectKey(self.name, self.target)
 
     def prepare(self, prompt: Any) -> Any:
         """Turn a rendered prompt into the input this agent takes."""

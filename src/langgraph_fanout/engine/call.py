@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -199,6 +199,7 @@ class CallPipeline:
             learned=run.input_ratio,
         )
         self._identity: dict[int, dict[str, Any]] = {}
+        self._circuits: dict[int, Hashable] = {}
         self._unpriced_warned: set[str] = set()
         self.hedging = None if guards.hedge is None else HedgeTracker(guards.hedge)
         self._needs_estimate = run.ledger.limit_usd is not None or (
@@ -308,6 +309,7 @@ class CallPipeline:
             fallbacks=self._fallbacks,
             policy=guards.policy,
             name_of=_name_of,
+            key_of=self._circuit_key,
             breakers=guards.breakers,
             sleep=guards.sleep,
             rng=guards.rng,
@@ -517,6 +519,12 @@ class CallPipeline:
                     agent=agent.name, cause_type="CancelledError", detail="cancelled inside"
                 ) from exc
             raise
+
+    def _circuit_key(self, agent: SubAgent) -> Hashable:
+        key = self._circuits.get(id(agent))
+        if key is None:
+            key = self._circuits[id(agent)] = agent.circuit_key()
+        return key
 
     def _price(self, agent: SubAgent) -> Price | None:
         return self._estimator.price(agent)

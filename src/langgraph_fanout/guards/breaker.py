@@ -24,7 +24,8 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -246,13 +247,16 @@ class CircuitBreaker:
         if not self.try_acquire():
             raise self.open_error()
 
-    def open_error(self) -> CircuitOpen:
-        """The ``CircuitOpen`` error describing this breaker now."""
+    def open_error(self, *, agent: str | None = None) -> CircuitOpen:
+        """The ``CircuitOpen`` error describing this breaker now (naming ``agent``, or the
+        breaker's own name)."""
         with self._lock:
             now = self._clock()
             self._refresh(now)
             return CircuitOpen(
-                agent=self.name, failures=self._failures_at_open, retry_in_s=self._retry_in(now)
+                agent=self.name if agent is None else agent,
+                failures=self._failures_at_open,
+                retry_in_s=self._retry_in(now),
             )
 
     async def wait_until_probed(
@@ -362,12 +366,49 @@ class CircuitBreaker:
         )
 
 
-class BreakerRegistry:
-    """The breakers of a process (or a test), one per agent name.
+class ObjectKey:
+    """A breaker key that is one object (a runnable, a callable), not its name: equal only
+    to a key of the same live object. It holds a weak reference, so a later object that
+    reuses the memory (and the ``id``) of a dead one never inherits its breaker."""
 
-    The first ``get`` of a name creates its breaker with the config passed (or the
+    __slots__ = ("_id", "_ref", "name")
+
+    def __init__(self, name: str, obj: object) -> None:
+        self.name = name
+        self._id = id(obj)
+        try:
+            self._ref: Callable[[], object | None] = weakref.ref(obj)
+        except TypeError:  # not weak-referenceable: hold it (it stays the same object)
+            self._ref = lambda: obj
+
+    @property
+    def alive(self) -> bool:
+        return self._ref() is not None
+
+    def __hash__(self) -> int:
+        return self._id
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ObjectKey) or other._id != self._id:
+            return False
+        mine = self._ref()
+        return mine is not None and mine is other._ref()
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self._id:x}"
+
+    def __repr__(self) -> str:
+        return f"ObjectKey({str(self)!r})"
+
+
+class BreakerRegistry:
+    """The breakers of a process (or a test), one per key: what is called, not its name.
+
+    The first ``get`` of a key creates its breaker with the config passed (or the
     registry's); later calls return that same breaker and ignore their config, so every
-    dispatch that calls an agent sees the same circuit.
+    dispatch that calls an agent sees the same circuit. The engine keys a chat model by its
+    model and endpoint, anything else by the object (``ObjectKey``), or by the agent's
+    ``breaker_key`` (``SubAgent.circuit_key``).
 
     Args:
         config: config of breakers created without one; ``BreakerConfig()`` when omitted.
@@ -385,24 +426,33 @@ class BreakerRegistry:
         self.config = config if config is not None else BreakerConfig()
         self._clock = clock
         self._lock = threading.Lock()
-        self._breakers: dict[str, CircuitBreaker] = {}
+        self._breakers: dict[Hashable, CircuitBreaker] = {}
+        self._prune_at = 64
 
-    def get(self, name: str, config: BreakerConfig | None = None) -> CircuitBreaker:
-        """The breaker of ``name``, created on first use."""
-        breaker = self._breakers.get(name)  # a dict read is atomic: lock only to create
+    def get(self, key: Hashable, config: BreakerConfig | None = None) -> CircuitBreaker:
+        """The breaker of ``key`` (a name, or an ``ObjectKey``), created on first use."""
+        breaker = self._breakers.get(key)  # a dict read is atomic: lock only to create
         if breaker is not None:
             return breaker
         with self._lock:
-            breaker = self._breakers.get(name)
+            breaker = self._breakers.get(key)
             if breaker is None:
                 breaker = CircuitBreaker(
-                    name, config if config is not None else self.config, clock=self._clock
+                    str(key), config if config is not None else self.config, clock=self._clock
                 )
-                self._breakers[name] = breaker
+                self._breakers[key] = breaker
+                if len(self._breakers) >= self._prune_at:
+                    self._prune()
             return breaker
 
+    def _prune(self) -> None:
+        """Drop the breakers of objects that no longer exist (their keys never match)."""
+        for key in [k for k in self._breakers if isinstance(k, ObjectKey) and not k.alive]:
+            del self._breakers[key]
+        self._prune_at = max(64, 2 * len(self._breakers))
+
     def snapshot(self) -> dict[str, BreakerSnapshot]:
-        """A reading of every breaker, by agent name."""
+        """A reading of every breaker, by its name (``str`` of its key)."""
         with self._lock:
             breakers = list(self._breakers.values())
         return {breaker.name: breaker.snapshot() for breaker in breakers}

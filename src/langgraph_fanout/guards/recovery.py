@@ -18,7 +18,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -356,6 +356,7 @@ async def run_with_recovery(
     fallbacks: Sequence[A] = (),
     policy: ErrorRecoveryPolicy,
     name_of: Callable[[A], str],
+    key_of: Callable[[A], Hashable] | None = None,
     breakers: BreakerRegistry | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: random.Random | None = None,
@@ -378,7 +379,8 @@ async def run_with_recovery(
         primary: the agent the call is addressed to.
         fallbacks: agents to try in order after the primary (``FALLBACK`` only).
         policy: the recovery policy.
-        name_of: the name of an agent (for records, errors and breakers).
+        name_of: the name of an agent (for records and errors).
+        key_of: the key of an agent's circuit breaker (its name when omitted).
         breakers: the breaker registry; ``default_breakers`` (process-wide) when omitted.
         sleep: the async sleep used for backoff.
         rng: source of the backoff jitter.
@@ -431,7 +433,9 @@ async def run_with_recovery(
         name = primary_name if position == 0 else name_of(agent)
         fallback_used = fallback_used or position > 0
         breaker: CircuitBreaker | None = (
-            None if policy.breaker is None else registry.get(name, policy.breaker)
+            None
+            if policy.breaker is None
+            else registry.get(name if key_of is None else key_of(agent), policy.breaker)
         )
         # Built at the first failure only: most calls succeed at once and never need it.
         state: RetryCallState | None = None
@@ -450,7 +454,7 @@ async def run_with_recovery(
                     waited += 1
                     if await breaker.wait_until_probed(sleep, longest_s=policy.retry_after_cap_s):
                         continue
-                refusal = breaker.open_error()
+                refusal = breaker.open_error(agent=name)
                 first_open = first_open or refusal
                 last = refusal
                 record(name, refusal, wait, 0.0)
