@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import email.utils
 import itertools
 import json
@@ -519,6 +520,71 @@ def _model_name(model: ChatOpenAI) -> str:
 
 async def _ask(model: ChatOpenAI) -> Any:
     return await model.ainvoke("hi")
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "asked"),
+    [
+        (429, {"retry-after": "2"}, 2.0),
+        (429, {"retry-after-ms": "1500"}, 1.5),
+        (503, {"retry-after": "3"}, 3.0),
+        (429, {"llm_provider-retry-after": "4"}, 4.0),  # LiteLLM's proxy passes it on so
+        (429, {"llm_provider-retry-after-ms": "250"}, 0.25),
+        (
+            429,
+            {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "6s"},
+            6.0,
+        ),
+    ],
+)
+async def test_every_retry_after_spelling_through_the_real_chatopenai(
+    status: int, headers: dict[str, str], asked: float
+) -> None:
+    sleep = FakeSleep()
+    with respx.mock(using="httpcore2", base_url=BASE_URL) as router:
+        router.post("/chat/completions").mock(
+            side_effect=[
+                httpx.Response(status, headers=headers, json=openai_error_body("slow down")),
+                httpx.Response(200, json=openai_chat_completion_body("answer")),
+            ]
+        )
+        registry = BreakerRegistry()
+        outcome = await run_with_recovery(
+            _ask,
+            primary=_chat("gpt-4o-mini"),
+            policy=ErrorRecoveryPolicy(max_retries=1),
+            name_of=_model_name,
+            breakers=registry,
+            sleep=sleep,
+        )
+    assert outcome.ok
+    (waited,) = sleep.waits
+    assert asked <= waited <= asked * 1.1  # what the provider said, spread by <= 10%
+    assert registry.get("gpt-4o-mini").snapshot().failures_in_window == 0  # backpressure
+
+
+async def test_an_http_date_retry_after_through_the_real_chatopenai() -> None:
+    sleep = FakeSleep()
+    when = email.utils.format_datetime(
+        datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=30), usegmt=True
+    )
+    with respx.mock(using="httpcore2", base_url=BASE_URL) as router:
+        router.post("/chat/completions").mock(
+            side_effect=[
+                httpx.Response(429, headers={"Retry-After": when}, json=openai_error_body("x")),
+                httpx.Response(200, json=openai_chat_completion_body("answer")),
+            ]
+        )
+        outcome = await run_with_recovery(
+            _ask,
+            primary=_chat("gpt-4o-mini"),
+            policy=ErrorRecoveryPolicy(max_retries=1),
+            name_of=_model_name,
+            breakers=BreakerRegistry(),
+            sleep=sleep,
+        )
+    assert outcome.ok
+    assert 25 <= sleep.waits[0] <= 33
 
 
 async def test_chatopenai_429_with_retry_after_is_retried_once_after_exactly_that_wait() -> None:
