@@ -7,7 +7,8 @@
         [--model simulated | simulated:latency=0.2,fail=0.1,choices=a|b | openai:gpt-4o-mini]
         [--aggregate majority_vote] [--samples N] [--max-tokens N] [--price IN,OUT]
         [--max-cost USD] [--max-concurrent N] [--timeout S] [--deadline S] [--rps N]
-        [--retries N] [--json PATH|-] [--dry-run [--latency S]] [--no-progress]
+        [--retries N] [--no-breaker | --breaker-rate R] [--json PATH|-]
+        [--dry-run [--latency S]] [--no-progress]
 
 ``run`` reads items (JSON objects, one a line, or CSV rows with a header) from a file or
 stdin, renders the template with each, and dispatches them under the limits given as
@@ -63,6 +64,7 @@ from langgraph_fanout.cli.run import dispatch_items as _dispatch
 from langgraph_fanout.engine.estimate import CostEstimator
 from langgraph_fanout.engine.plan import plan_dispatch
 from langgraph_fanout.errors import ConfigurationError, RefusedError
+from langgraph_fanout.guards.breaker import BreakerConfig
 from langgraph_fanout.guards.limits import DispatchResourceLimits
 from langgraph_fanout.guards.pricing import Price
 from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy
@@ -82,6 +84,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --------------------------------------------------------------------------- arguments
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], got {text!r}")
+    return value
 
 
 def _number(kind: type[int] | type[float], low: float, *, above: bool = False) -> Any:
@@ -141,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--deadline", type=positive, metavar="S", help="for the whole run")
     run.add_argument("--rps", type=positive, metavar="N", help="requests per second")
     run.add_argument("--retries", type=_number(int, 0), default=2, help="per call (default 2)")
+    breaker = run.add_mutually_exclusive_group()
+    breaker.add_argument(
+        "--no-breaker", action="store_true", help="call the model without a circuit breaker"
+    )
+    breaker.add_argument(
+        "--breaker-rate",
+        type=_share,
+        metavar="R",
+        help="open the breaker at this outage rate (default 0.5, over >= 20 calls in 30 s)",
+    )
     run.add_argument("--json", metavar="PATH", help="write results and report as JSON lines")
     run.add_argument("--dry-run", action="store_true", help="print the plan, call nothing")
     run.add_argument("--latency", type=positive, metavar="S", help="per-call latency to plan with")
@@ -212,7 +234,12 @@ def _run_command(args: argparse.Namespace) -> int:
             if sink is not None:
                 sink.write({"type": "plan", **plan.to_dict()})
             return EXIT_OK
-        policy = ErrorRecoveryPolicy(max_retries=args.retries)
+        breaker_config: BreakerConfig | None = BreakerConfig()
+        if args.no_breaker:
+            breaker_config = None
+        elif args.breaker_rate is not None:
+            breaker_config = BreakerConfig(failure_rate=args.breaker_rate)
+        policy = ErrorRecoveryPolicy(max_retries=args.retries, breaker=breaker_config)
         outcome = asyncio.run(_dispatch(args, items, agent, limits, policy, choice.prices, sink))
         code = _exit_code(outcome)
         aggregates = aggregate_results(aggregator, outcome.results, args.samples)
