@@ -414,3 +414,31 @@ def test_chat_models_of_one_deployment_share_a_breaker_and_a_key_shares_on_purpo
     assert SubAgent.of(a).circuit_key() != SubAgent.of(b).circuit_key()
     assert SubAgent.of(a, breaker_key="search").circuit_key() == "search"
     assert SubAgent.of(b, breaker_key="search").circuit_key() == "search"
+
+
+# -- over real HTTP, through the real ChatOpenAI -------------------------------------------
+
+
+async def test_admission_control_over_http_through_chatopenai_answers_every_input() -> None:
+    # A server on 127.0.0.1 admits 5 requests in flight and answers 503 + retry-after: 1 to
+    # the rest; the dispatch sends up to 10 at once through the real ChatOpenAI.
+    from langchain_openai import ChatOpenAI
+
+    from provider import ProviderServer, admission_control
+
+    async with ProviderServer(admit=admission_control(5), latency_s=0.1) as server:
+        model = ChatOpenAI(
+            model="gpt-4o-mini", base_url=server.base_url, api_key="sk-test", max_retries=0
+        )
+        result = await dispatch_agents(
+            "Question {n}",
+            [{"n": i} for i in range(30)],
+            agent=model,
+            policy=ErrorRecoveryPolicy(max_retries=5),
+            breakers=BreakerRegistry(),
+        )
+    assert result.report.succeeded == 30
+    assert server.refused > 0  # the controller did refuse: the retries carried them
+    assert server.answered == 30
+    assert result.report.breaker_openings == 0
+    assert server.requests == 30 + result.report.retries
