@@ -96,6 +96,12 @@ def test_a_burst_of_429s_with_retry_after_never_fails_the_batch(rate: float) -> 
     assert _breaker_of(breakers, "provider").opened_count == 0
     assert max(len(r.attempts) for r in result) <= 1 + ErrorRecoveryPolicy().max_retries
     assert provider.requests == 2000 + result.report.retries  # every retry was a 429
+    counts = result.report.recovery_by_agent["provider"]
+    assert counts["attempts"] == provider.requests
+    assert counts["retries"] == result.report.retries
+    # Every failed attempt was a 429, and each is counted as backpressure.
+    assert counts["backpressure"] == sum(a.error is not None for r in result for a in r.attempts)
+    assert counts["breaker_openings"] == counts["circuit_open"] == 0
     assert result.report.retries == sum(len(r.attempts) - 1 for r in result)
 
 
@@ -284,6 +290,10 @@ def test_a_dead_agent_is_spared_once_the_rate_says_so_and_probed_after_the_coold
 
     first, calls_while_down, (later, snapshot) = fakeclock.run(scenario())
     assert first.report.succeeded == 200
+    down = first.report.recovery_by_agent["primary"]
+    assert down["breaker_openings"] == 1 and down["backpressure"] == 0
+    assert down["attempts"] - down["circuit_open"] == calls_while_down  # calls really made
+    assert first.report.recovery_by_agent["backup"]["attempts"] == 200
     assert all(r.agent_used == "backup" for r in first)
     config = BreakerConfig()
     assert calls_while_down <= config.minimum_calls + 20  # the minimum, plus those in flight

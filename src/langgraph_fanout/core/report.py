@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from langgraph_fanout.core.results import Status, SubAgentResult
+from langgraph_fanout.core.results import Attempt, Status, SubAgentResult
 from langgraph_fanout.errors import CallCancelled
 
 
@@ -36,6 +36,10 @@ class DispatchReport:
         cost_by_agent: agent -> committed cost.
         cache_hits: inputs served by the idempotency cache (or shared with a call in flight).
         retries / fallbacks / breaker_openings: recovery counts.
+        recovery_by_agent: agent -> ``attempts``, ``retries`` (attempts after a failure of
+            the same agent), ``backpressure`` (attempts the provider answered with 429, 503,
+            529 or a Retry-After), ``breaker_openings`` and ``circuit_open`` (attempts
+            refused by an open breaker, which made no call).
         rate_wait_s: total time inputs waited on rate limiters (not part of call latency).
         hedges_launched / hedges_won: duplicates started for slow calls, and how many won.
         calls_saved: inputs a stop condition ended before they were called (e.g. voters
@@ -65,6 +69,7 @@ class DispatchReport:
     overshoot_usd: float = 0.0
     budget_usd: float | None = None
     cost_by_agent: dict[str, float] = field(default_factory=dict)
+    recovery_by_agent: dict[str, dict[str, int]] = field(default_factory=dict)
     input_tokens: int = 0
     output_tokens: int = 0
     cache_hits: int = 0
@@ -105,6 +110,9 @@ _NOT_CALLED = frozenset(
 )
 
 
+_RECOVERY_KEYS = ("attempts", "retries", "backpressure", "breaker_openings", "circuit_open")
+
+
 class ReportBuilder:
     """Adds results one at a time (a million-item stream keeps only latencies)."""
 
@@ -127,6 +135,7 @@ class ReportBuilder:
         self._hedges = 0
         self._hedges_won = 0
         self._saved = 0
+        self._recovery: defaultdict[str, Counter[str]] = defaultdict(Counter)
 
     def add(self, result: SubAgentResult) -> None:
         self._status[result.status] += 1
@@ -146,6 +155,9 @@ class ReportBuilder:
             if n > 1 or attempts[0].error is not None:
                 # An attempt refused before it started (breaker, budget...) made no call.
                 self._calls -= sum(1 for a in attempts if a.error in _NOT_CALLED)
+                self._add_recovery(attempts)
+            else:
+                self._recovery[attempts[0].agent]["attempts"] += 1
         if result.fallback_used:
             self._fallbacks += 1
         if result.cost_usd or result.estimated_cost_usd:
@@ -165,6 +177,18 @@ class ReportBuilder:
             self._hedges += result.hedges
             self._calls += result.hedges
             self._hedges_won += result.hedge_won
+
+    def _add_recovery(self, attempts: tuple[Attempt, ...]) -> None:
+        previous: Attempt | None = None
+        for a in attempts:
+            counts = self._recovery[a.agent]
+            counts["attempts"] += 1
+            if previous is not None and previous.agent == a.agent and previous.error:
+                counts["retries"] += 1
+            counts["backpressure"] += a.backpressure
+            counts["breaker_openings"] += a.opened_breaker
+            counts["circuit_open"] += a.error == "circuit_open"
+            previous = a
 
     def build(self, *, wall_time_s: float, **extra: Any) -> DispatchReport:
         n = sum(self._status.values())
@@ -188,6 +212,10 @@ class ReportBuilder:
             estimated_usd=self._estimated,
             spent_usd=extra.pop("spent_usd", self._spent),
             cost_by_agent=dict(self._by_agent),
+            recovery_by_agent={
+                agent: {k: counts[k] for k in _RECOVERY_KEYS}
+                for agent, counts in sorted(self._recovery.items())
+            },
             input_tokens=self._tokens_in,
             output_tokens=self._tokens_out,
             cache_hits=self._cache_hits,

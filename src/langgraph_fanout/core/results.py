@@ -33,6 +33,8 @@ class Attempt:
         error: the error's ``kind`` (``"timeout"``, ``"agent_error"``...) or ``None`` on success.
         wait_before_s: backoff slept before this attempt started.
         duration_s: time the attempt ran.
+        backpressure: the provider asked to slow down (429, 503, 529, a Retry-After).
+        opened_breaker: this attempt's failure opened the agent's circuit breaker.
     """
 
     agent: str
@@ -40,6 +42,8 @@ class Attempt:
     error: str | None = None
     wait_before_s: float = 0.0
     duration_s: float = 0.0
+    backpressure: bool = False
+    opened_breaker: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

@@ -12,6 +12,7 @@ load. Nothing is ever imported from checkpoint data.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -50,16 +51,7 @@ def result_to_record(
         True
     """
     record = result.to_dict()
-    record["attempts"] = [
-        {
-            "agent": a.agent,
-            "number": a.number,
-            "error": a.error,
-            "wait_before_s": a.wait_before_s,
-            "duration_s": a.duration_s,
-        }
-        for a in result.attempts
-    ]
+    record["attempts"] = [dataclasses.asdict(a) for a in result.attempts]
     record["error_data"] = None if result.error is None else _error_data(result.error)
     record["estimated_cost_usd"] = result.estimated_cost_usd
     record["rate_wait_s"] = result.rate_wait_s
@@ -83,7 +75,7 @@ def result_from_record(record: Mapping[str, Any]) -> SubAgentResult:
         output=record.get("output"),
         error=error,
         duration_s=float(record.get("duration_s") or 0.0),
-        attempts=tuple(Attempt(**a) for a in record.get("attempts") or ()),
+        attempts=tuple(_attempt(a) for a in record.get("attempts") or ()),
         agent_used=record.get("agent_used"),
         cost_usd=float(record.get("cost_usd") or 0.0),
         estimated_cost_usd=float(record.get("estimated_cost_usd") or 0.0),
@@ -97,6 +89,14 @@ def result_from_record(record: Mapping[str, Any]) -> SubAgentResult:
         hedges=int(record.get("hedges") or 0),
         hedge_won=bool(record.get("hedge_won")),
     )
+
+
+_ATTEMPT_FIELDS = frozenset(f.name for f in dataclasses.fields(Attempt))
+
+
+def _attempt(data: Mapping[str, Any]) -> Attempt:
+    # Fields a later release adds are left out of older records: their defaults apply.
+    return Attempt(**{k: v for k, v in data.items() if k in _ATTEMPT_FIELDS})
 
 
 def results_from_records(records: Iterable[Mapping[str, Any]]) -> list[SubAgentResult]:

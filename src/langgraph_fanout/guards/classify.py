@@ -325,3 +325,10 @@ def is_outage(error: CallError) -> bool:
             return False
         return status >= 500 or status in _AGENT_FAULT_STATUS
     return error.retryable
+
+
+def is_backpressure(error: CallError) -> bool:
+    """Whether the provider asked to slow down: 429, 503, 529, or any Retry-After."""
+    if not isinstance(error, AgentError):
+        return False
+    return error.retry_after_s is not None or error.status_code in BACKPRESSURE_STATUS

@@ -15,6 +15,7 @@ whose ``classify_error``, ``is_transient`` and ``retry_after_s`` are re-exported
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 import time
@@ -52,6 +53,7 @@ from langgraph_fanout.guards.breaker import (
 )
 from langgraph_fanout.guards.classify import (
     classify_error,
+    is_backpressure,
     is_outage,
     is_transient,
     retry_after_s,
@@ -416,17 +418,19 @@ async def run_with_recovery(
     first_open: CircuitOpen | None = None
     fallback_used = False
 
-    def record(agent: str, error: CallError | None, wait: float, duration: float) -> None:
+    def record(agent: str, error: CallError | None, wait: float, duration: float) -> Attempt:
         entry = Attempt(
             agent=agent,
             number=len(records) + 1,
             error=None if error is None else error.kind,
             wait_before_s=wait,
             duration_s=duration,
+            backpressure=error is not None and is_backpressure(error),
         )
         records.append(entry)
         if on_attempt is not None:
             on_attempt(entry)
+        return entry
 
     agents = [primary, *fallbacks]
     for position, agent in enumerate(agents):
@@ -498,7 +502,9 @@ async def run_with_recovery(
                 )
             if breaker is not None:
                 if policy.outage_on(err):
-                    opened += breaker.record_failure()
+                    if breaker.record_failure():
+                        opened += 1
+                        records[-1] = dataclasses.replace(records[-1], opened_breaker=True)
                 else:
                     breaker.release_probe()
             if state is None:
