@@ -1274,3 +1274,32 @@ def test_an_error_raised_while_handling_a_timeout_is_not_transient() -> None:
     with pytest.raises(RuntimeError) as wrap:
         wrapped()
     assert is_transient(wrap.value)  # explicitly raised from a timeout: transient
+
+
+def test_an_outage_after_busy_good_traffic_opens_the_breaker_at_once() -> None:
+    # 1,000 successes in the last 30 s must not outvote the first failures of an outage:
+    # the window is the latest 50 calls, so 25 failures in a row reach 50%.
+    clock = FakeClock()
+    breaker = CircuitBreaker("a", BreakerConfig(), clock=clock)
+    for _ in range(1000):
+        breaker.record_success()
+        clock.advance(0.01)
+    opened_after = next(n for n in range(1, 100) if breaker.record_failure())
+    assert opened_after == 25
+    snap = breaker.snapshot()
+    assert (snap.calls_in_window, snap.failures_in_window) == (50, 25)
+
+
+def test_calls_older_than_the_window_leave_it() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("a", BreakerConfig(minimum_calls=4, window_s=10), clock=clock)
+    for _ in range(3):
+        breaker.record_failure()
+    clock.advance(10.5)  # those three are stale now: one fresh failure is not a rate
+    assert breaker.record_failure() is False
+    assert breaker.snapshot().calls_in_window == 1
+
+
+def test_the_window_must_hold_the_minimum() -> None:
+    with pytest.raises(ConfigurationError, match="window_calls"):
+        BreakerConfig(minimum_calls=30, window_calls=20)

@@ -5,13 +5,15 @@ for a cooldown so they go straight to a fallback instead of waiting on a dead en
 opens on a failure *rate*, as resilience4j's does: a few failures among many successes are
 noise, and only outages count as failures (``classify.is_outage``; never backpressure)::
 
-    CLOSED ──>= minimum_calls recorded in window_s and failures/calls >= failure_rate──> OPEN
+    CLOSED ──>= minimum_calls in the window and failures/calls >= failure_rate──> OPEN
     OPEN ──cooldown_s elapsed──> HALF_OPEN (at most half_open_max_calls probes in flight)
     HALF_OPEN ──probe succeeds──> CLOSED (the window forgotten)
     HALF_OPEN ──probe fails──> OPEN (a new cooldown)
 
-The window is a ring of ``_BUCKETS`` time buckets (fixed memory whatever the call rate), so
-a call leaves the window between ``window_s * (1 - 1/_BUCKETS)`` and ``window_s`` after it.
+The window is the last ``window_calls`` calls, and of those only the ones of the last
+``window_s`` (fixed memory whatever the call rate). Counting calls, not seconds, is what
+lets a busy agent's outage show at once: 30 s of good traffic would otherwise outvote the
+first 20 s of failures.
 
 Breakers hold a ``threading.Lock`` and no asyncio object but the futures of calls waiting
 for a probe (each woken on its own loop), so one breaker serves every event loop and thread
@@ -25,13 +27,12 @@ import math
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from langgraph_fanout.errors import CircuitOpen, ConfigurationError
-
-_BUCKETS = 30
 
 
 class BreakerState(StrEnum):
@@ -47,11 +48,12 @@ class BreakerConfig:
     """When a breaker opens and how it recovers.
 
     Attributes:
-        failure_rate: share of the calls recorded in the window that failed (outages only)
-            at or above which the circuit opens.
+        failure_rate: share of the calls in the window that failed (outages only) at or
+            above which the circuit opens.
         minimum_calls: calls the window must hold before the rate is judged (a breaker
             never opens on fewer).
-        window_s: length of the sliding window calls are counted in.
+        window_calls: the window holds at most this many of the latest calls...
+        window_s: ...and none older than this.
         cooldown_s: how long the circuit stays open before it lets probes through.
         half_open_max_calls: probes allowed in flight at once while half-open.
 
@@ -62,12 +64,13 @@ class BreakerConfig:
 
     failure_rate: float = 0.5
     minimum_calls: int = 20
+    window_calls: int = 50
     window_s: float = 30.0
     cooldown_s: float = 30.0
     half_open_max_calls: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("minimum_calls", "half_open_max_calls"):
+        for name in ("minimum_calls", "window_calls", "half_open_max_calls"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"BreakerConfig.{name} must be an int >= 1, got {value!r}")
@@ -86,6 +89,11 @@ class BreakerConfig:
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
             raise ConfigurationError(
                 f"BreakerConfig.failure_rate must be a number in (0, 1], got {rate!r}"
+            )
+        if self.window_calls < self.minimum_calls:
+            raise ConfigurationError(
+                f"BreakerConfig.window_calls ({self.window_calls}) must be >= minimum_calls "
+                f"({self.minimum_calls})"
             )
 
 
@@ -143,10 +151,9 @@ class CircuitBreaker:
         self._clock = clock
         self._lock = threading.Lock()
         self._state = BreakerState.CLOSED
-        self._width = self.config.window_s / _BUCKETS
-        self._epochs = [-1] * _BUCKETS
-        self._calls = [0] * _BUCKETS
-        self._fails = [0] * _BUCKETS
+        # The latest calls: (when, failed), at most window_calls; and how many failed.
+        self._window: deque[tuple[float, bool]] = deque(maxlen=self.config.window_calls)
+        self._failed_in_window = 0
         self._failures_at_open = 0
         self._opened_at = 0.0
         self._opened_count = 0
@@ -169,25 +176,22 @@ class CircuitBreaker:
             self._probes_in_flight = 0
 
     def _count(self, now: float, *, failed: bool) -> None:
-        epoch = int(now // self._width)
-        i = epoch % _BUCKETS
-        if self._epochs[i] != epoch:
-            self._epochs[i], self._calls[i], self._fails[i] = epoch, 0, 0
-        self._calls[i] += 1
-        self._fails[i] += failed
+        window = self._window
+        if len(window) == window.maxlen and window[0][1]:
+            self._failed_in_window -= 1  # the oldest call is about to fall out
+        window.append((now, failed))
+        self._failed_in_window += failed
 
     def _totals(self, now: float) -> tuple[int, int]:
         """Calls and failures still inside the window."""
-        oldest = int(now // self._width) - _BUCKETS
-        calls = fails = 0
-        for i, epoch in enumerate(self._epochs):
-            if epoch > oldest:
-                calls += self._calls[i]
-                fails += self._fails[i]
-        return calls, fails
+        window, horizon = self._window, now - self.config.window_s
+        while window and window[0][0] <= horizon:
+            self._failed_in_window -= window.popleft()[1]
+        return len(window), self._failed_in_window
 
     def _forget(self) -> None:
-        self._epochs = [-1] * _BUCKETS
+        self._window.clear()
+        self._failed_in_window = 0
 
     def _open(self, now: float, failures: int) -> None:
         self._state = BreakerState.OPEN
