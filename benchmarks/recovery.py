@@ -44,6 +44,27 @@ def _policy(breaker: bool) -> ErrorRecoveryPolicy:
     return ErrorRecoveryPolicy() if breaker else ErrorRecoveryPolicy(breaker=None)
 
 
+def _run(agent: Any, n: int, *, breaker: bool, seed: int) -> tuple[Any, float]:
+    """``n`` inputs through ``dispatch_agents`` at concurrency 20 on virtual time: the
+    result and the wall time of the run's own clock."""
+
+    async def run() -> tuple[Any, float]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        result = await dispatch_agents(
+            None,
+            range(n),
+            agent=agent,
+            limits=DispatchResourceLimits(max_concurrent=20),
+            policy=_policy(breaker),
+            breakers=BreakerRegistry(clock=loop.time),
+            rng=random.Random(seed),
+        )
+        return result, loop.time() - started
+
+    return fakeclock.run(run())
+
+
 def sweep(rate: float, *, breaker: bool, seed: int) -> dict[str, Any]:
     period = round(1 / rate)
     requests = 0
@@ -57,26 +78,13 @@ def sweep(rate: float, *, breaker: bool, seed: int) -> dict[str, Any]:
             raise rate_limit_error(retry_after_s=1.0)
         return "ok"
 
-    async def run() -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        result = await dispatch_agents(
-            None,
-            range(2000),
-            agent=provider,
-            limits=DispatchResourceLimits(max_concurrent=20),
-            policy=_policy(breaker),
-            breakers=BreakerRegistry(clock=loop.time),
-            rng=random.Random(seed),
-        )
-        return {
-            "success_rate": result.report.success_rate,
-            "wall_s": loop.time() - started,
-            "requests": requests,
-            "breaker_openings": result.report.breaker_openings,
-        }
-
-    return fakeclock.run(run())
+    result, wall = _run(provider, 2000, breaker=breaker, seed=seed)
+    return {
+        "success_rate": result.report.success_rate,
+        "wall_s": wall,
+        "requests": requests,
+        "breaker_openings": result.report.breaker_openings,
+    }
 
 
 def outage(*, breaker: bool, seed: int) -> dict[str, Any]:
@@ -92,26 +100,13 @@ def outage(*, breaker: bool, seed: int) -> dict[str, Any]:
         await asyncio.sleep(0.2)
         return "ok"
 
-    async def run() -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        result = await dispatch_agents(
-            None,
-            range(6000),
-            agent=provider,
-            limits=DispatchResourceLimits(max_concurrent=20),
-            policy=_policy(breaker),
-            breakers=BreakerRegistry(clock=loop.time),
-            rng=random.Random(seed),
-        )
-        return {
-            "success_rate": result.report.success_rate,
-            "wall_s": loop.time() - started,
-            "requests_to_dead_agent": to_dead,
-            "breaker_openings": result.report.breaker_openings,
-        }
-
-    return fakeclock.run(run())
+    result, wall = _run(provider, 6000, breaker=breaker, seed=seed)
+    return {
+        "success_rate": result.report.success_rate,
+        "wall_s": wall,
+        "requests_to_dead_agent": to_dead,
+        "breaker_openings": result.report.breaker_openings,
+    }
 
 
 def _summary(runs: list[dict[str, Any]], key: str) -> dict[str, float]:
