@@ -11,6 +11,7 @@ reprs, docs and pickles name ``langgraph_fanout.X`` whatever module defines ``X`
 """
 
 import inspect as _inspect
+import types as _types
 import typing as _typing
 
 from langgraph_fanout.aggregate.aggregators import (
@@ -88,13 +89,23 @@ from langgraph_fanout.graphs.fan import (
 from langgraph_fanout.graphs.pipeline import create_pipeline_graph, parallel
 from langgraph_fanout.graphs.records import result_from_record, result_to_record
 from langgraph_fanout.graphs.tree import create_tree_graph
-from langgraph_fanout.guards.breaker import BreakerConfig, BreakerRegistry, CircuitBreaker
+from langgraph_fanout.guards.breaker import (
+    BreakerConfig,
+    BreakerRegistry,
+    CircuitBreaker,
+    default_breakers,
+)
 from langgraph_fanout.guards.cache import CacheMode, IdempotencyCache
 from langgraph_fanout.guards.hedging import HedgePolicy
 from langgraph_fanout.guards.ledger import CostLedger
 from langgraph_fanout.guards.limits import DispatchResourceLimits
 from langgraph_fanout.guards.pricing import Price, lookup_price
-from langgraph_fanout.guards.ratelimit import RateLimiter, shared_limiter
+from langgraph_fanout.guards.ratelimit import (
+    EndpointPauses,
+    RateLimiter,
+    default_pauses,
+    shared_limiter,
+)
 from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, ErrorStrategy
 from langgraph_fanout.guards.redaction import RedactionMode, Redactor
 from langgraph_fanout.guards.screening import InjectionPolicy, ScreeningPolicy
@@ -137,6 +148,7 @@ __all__ = [
     "DispatchResourceLimits",
     "DispatchResult",
     "Dispatcher",
+    "EndpointPauses",
     "ErrorRecoveryPolicy",
     "ErrorStrategy",
     "FanoutError",
@@ -184,6 +196,8 @@ __all__ = [
     "create_pipeline_graph",
     "create_tree_graph",
     "create_vote_tool",
+    "default_breakers",
+    "default_pauses",
     "delegate",
     "dispatch_agents",
     "dispatch_agents_sync",
@@ -217,7 +231,8 @@ def _show_the_face() -> None:
     ours = [
         obj
         for obj in (globals()[name] for name in __all__)
-        if str(getattr(obj, "__module__", "")).startswith("langgraph_fanout.")
+        if isinstance(obj, type | _types.FunctionType)
+        and str(getattr(obj, "__module__", "")).startswith("langgraph_fanout.")
     ]
     for obj in ours:
         own = _inspect.get_annotations(obj) if isinstance(obj, type) else None

@@ -697,7 +697,7 @@ async def test_chatopenai_400_is_one_attempt_and_a_typed_error() -> None:
 
 
 async def test_retry_exhausted_reports_every_attempt() -> None:
-    agent = ScriptedAgent("a", [transient(503)])
+    agent = ScriptedAgent("a", [transient(502)])
     sleep = FakeSleep()
     outcome = await recover(agent, policy=no_breaker(max_retries=2, jitter_s=0.0), sleep=sleep)
     assert agent.calls == 3
@@ -706,7 +706,7 @@ async def test_retry_exhausted_reports_every_attempt() -> None:
     assert isinstance(error, RetriesExhausted)
     assert (error.agent, error.attempts) == ("a", 3)
     assert isinstance(error.last_error, AgentError)
-    assert error.last_error.status_code == 503
+    assert error.last_error.status_code == 502
     assert str(error).startswith("call to 'a' failed after 3 attempt(s): agent 'a' raised")
     assert outcome.retries == 2
 
@@ -763,7 +763,7 @@ async def test_fallback_after_a_non_retryable_error_without_retrying_it() -> Non
 async def test_every_fallback_failing_gives_retries_exhausted_with_the_last_error() -> None:
     primary = ScriptedAgent("primary", [transient(500)])
     first = ScriptedAgent("first", [HTTPStatusFailure(401)])
-    second = ScriptedAgent("second", [transient(429)])
+    second = ScriptedAgent("second", [transient(502)])
     outcome = await recover(
         primary, first, second, policy=no_breaker(strategy=ErrorStrategy.FALLBACK, max_retries=1)
     )
@@ -1156,13 +1156,14 @@ async def test_keyboard_interrupt_propagates() -> None:
 
 # --------------------------------------------------------------------------- invariants
 
-OUTCOMES = st.sampled_from(["ok", "transient", "permanent", "refused"])
+OUTCOMES = st.sampled_from(["ok", "transient", "outage", "permanent", "refused"])
 
 
 def _make(kind: str) -> Any:
     return {
         "ok": "output",
-        "transient": transient(503),
+        "transient": transient(503),  # backpressure: excused up to backpressure_retries
+        "outage": transient(502),
         "permanent": HTTPStatusFailure(400),
         "refused": BudgetExceeded(
             agent="x", spent_usd=1, reserved_usd=0, estimate_usd=1, limit_usd=1
@@ -1193,7 +1194,8 @@ def test_attempts_never_exceed_the_maximum(
         ScriptedAgent(f"agent{i}", [_make(k) for k in script]) for i, script in enumerate(scripts)
     ]
     registry = BreakerRegistry()
-    per_agent = 1 if strategy is ErrorStrategy.FAIL else 1 + max_retries
+    per_agent = policy.most_attempts_per_agent
+    assert per_agent == (1 if strategy is ErrorStrategy.FAIL else 1 + max_retries + 5)
     for _ in range(repeats):  # later calls meet breakers opened by earlier ones
         calls_before = [a.calls for a in agents]
         outcome = asyncio.run(recover(agents[0], *agents[1:], policy=policy, breakers=registry))
@@ -1201,6 +1203,10 @@ def test_attempts_never_exceed_the_maximum(
         assert [a.number for a in outcome.attempts] == list(range(1, len(outcome.attempts) + 1))
         for agent, before in zip(agents, calls_before, strict=True):
             assert agent.calls - before <= per_agent
+            # Beyond the backpressure allowance every attempt counts toward max_retries.
+            mine = [a for a in outcome.attempts if a.agent == agent.name]
+            failures = sum(not a.backpressure for a in mine)
+            assert failures <= policy.attempts_per_agent
         assert (outcome.error is None) == (outcome.agent_used is not None)
         if outcome.error is None:
             assert outcome.output == "output"
@@ -1303,3 +1309,34 @@ def test_calls_older_than_the_window_leave_it() -> None:
 def test_the_window_must_hold_the_minimum() -> None:
     with pytest.raises(ConfigurationError, match="window_calls"):
         BreakerConfig(minimum_calls=30, window_calls=20)
+
+
+async def test_backpressure_answers_have_their_own_allowance_beside_max_retries() -> None:
+    # Four 429s and a 500, then an answer: with max_retries=1 the 429s are excused (the
+    # provider did no work and said when to come back) and the 500 uses the one retry.
+    script = [transient(429)] * 4 + [transient(500), "done"]
+    agent = ScriptedAgent("a", script)
+    outcome = await recover(agent, policy=no_breaker(max_retries=1), sleep=FakeSleep())
+    assert (outcome.output, agent.calls, outcome.retries) == ("done", 6, 5)
+    assert [a.backpressure for a in outcome.attempts] == [True] * 4 + [False, False]
+    # Past the allowance a 429 counts like any failure: 5 excused, then 1 + max_retries.
+    agent = ScriptedAgent("b", [transient(429)])
+    outcome = await recover(agent, policy=no_breaker(max_retries=1), sleep=FakeSleep())
+    assert isinstance(outcome.error, RetriesExhausted)
+    assert agent.calls == 5 + 2 == no_breaker(max_retries=1).most_attempts_per_agent
+    # backpressure_retries=0 counts them like any failure from the first.
+    agent = ScriptedAgent("c", [transient(429)])
+    policy = no_breaker(max_retries=1, backpressure_retries=0)
+    outcome = await recover(agent, policy=policy, sleep=FakeSleep())
+    assert agent.calls == 2
+    # FAIL means the first failure is final, backpressure included.
+    agent = ScriptedAgent("d", [transient(429)])
+    policy = no_breaker(strategy=ErrorStrategy.FAIL)
+    outcome = await recover(agent, policy=policy, sleep=FakeSleep())
+    assert agent.calls == 1 == policy.most_attempts_per_agent
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "3", None])
+def test_backpressure_retries_must_be_a_whole_number(value: Any) -> None:
+    with pytest.raises(ConfigurationError, match="backpressure_retries must be an int >= 0"):
+        ErrorRecoveryPolicy(backpressure_retries=value)

@@ -66,6 +66,7 @@ from langgraph_fanout.guards.limits import (
     exit_scope,
 )
 from langgraph_fanout.guards.pricing import Price
+from langgraph_fanout.guards.ratelimit import EndpointPauses, default_pauses
 from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, run_with_recovery
 from langgraph_fanout.guards.screening import ScreeningPolicy
 from langgraph_fanout.guards.tokens import TokenCounter
@@ -104,7 +105,8 @@ class PipelineGuards:
     Args:
         policy: retry/fallback policy; ``ErrorRecoveryPolicy()`` retries transient errors twice.
         resolve: turns a fallback name into a ``SubAgent`` (the dispatch's agent registry).
-        breakers: circuit breakers by agent name (process-wide by default).
+        breakers: circuit breakers by what is called (process-wide by default).
+        pauses: the providers' Retry-After pauses by endpoint (process-wide by default).
         cache: the idempotency cache, or ``None`` for no caching.
         cache_mode: use, refresh or bypass the cache.
         screening: argument screening and output redaction, or ``None`` for neither.
@@ -118,6 +120,7 @@ class PipelineGuards:
     policy: ErrorRecoveryPolicy = field(default_factory=ErrorRecoveryPolicy)
     resolve: Callable[[Any], SubAgent] = SubAgent.of
     breakers: BreakerRegistry = field(default_factory=lambda: default_breakers)
+    pauses: EndpointPauses = field(default_factory=lambda: default_pauses)
     cache: IdempotencyCache | None = None
     cache_mode: CacheMode = CacheMode.USE
     screening: ScreeningPolicy | None = None
@@ -453,7 +456,11 @@ class CallPipeline:
         )
         account.prompt = prompt
         capture: _CallUsage | None = None
+        endpoint = self._circuit_key(agent)
         try:
+            # The endpoint's Retry-After holds this call too, rate limit or not (and before
+            # it takes a slot, so calls to other endpoints go on meanwhile).
+            account.rate_wait += await self._guards.pauses.wait(endpoint, rng=self._guards.rng)
             if run.limiter is not None:
                 account.rate_wait += await run.limiter.acquire(tokens)
             lease = SlotLease(run.concurrency)
@@ -479,10 +486,13 @@ class CallPipeline:
                 # No usage came back: a refused, failed, timed-out or cancelled call is not
                 # billed (an aborted request reports none), so the money is freed.
                 reservation.release()
-            if run.limiter is not None and isinstance(exc, Exception):
+            if isinstance(exc, Exception):
                 wait = provider_retry_after(exc)
                 if wait is not None:
-                    run.limiter.pause(min(wait, self._guards.policy.retry_after_cap_s))
+                    wait = min(max(0.0, wait), self._guards.policy.retry_after_cap_s)
+                    self._guards.pauses.pause(endpoint, wait)
+                    if run.limiter is not None:
+                        run.limiter.pause(wait)
             raise
         if capture is not None or reservation is not None:
             cost = self._settle(agent, capture, estimate, account)

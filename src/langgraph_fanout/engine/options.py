@@ -27,7 +27,7 @@ from langgraph_fanout.guards.cache import CacheMode, IdempotencyCache
 from langgraph_fanout.guards.hedging import HedgePolicy
 from langgraph_fanout.guards.ledger import CostLedger
 from langgraph_fanout.guards.pricing import Price
-from langgraph_fanout.guards.ratelimit import RateLimiter
+from langgraph_fanout.guards.ratelimit import EndpointPauses, RateLimiter, default_pauses
 from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, ErrorStrategy
 from langgraph_fanout.guards.screening import InjectionPolicy, ScreeningPolicy
 
@@ -56,6 +56,7 @@ class GuardOptions(TypedDict, total=False):
     ledger: CostLedger | None
     rate_limiter: RateLimiter | None
     breakers: BreakerRegistry | None
+    pauses: EndpointPauses | None
     hedge: HedgePolicy | None
     sleep: Callable[[float], Awaitable[None]] | None
     rng: random.Random | None
@@ -78,6 +79,8 @@ class Guards:
         ledger: a budget to share with other runs (its cap is the budget).
         rate_limiter: a rate limiter to share (e.g. one per provider).
         breakers: the breaker registry (process-wide by default).
+        pauses: where a provider's Retry-After holds every call to its endpoint
+            (``EndpointPauses``; process-wide by default).
         hedge: start a duplicate of slow calls (``HedgePolicy``).
         sleep / rng: the backoff sleep and the jitter source (inject fakes in tests).
 
@@ -93,6 +96,7 @@ class Guards:
     ledger: CostLedger | None = None
     rate_limiter: RateLimiter | None = None
     breakers: BreakerRegistry | None = None
+    pauses: EndpointPauses | None = None
     hedge: HedgePolicy | None = None
     sleep: Callable[[float], Awaitable[None]] | None = None
     rng: random.Random | None = None
@@ -104,6 +108,7 @@ class Guards:
         _typed("ledger", self.ledger, CostLedger)
         _typed("rate_limiter", self.rate_limiter, RateLimiter)
         _typed("breakers", self.breakers, BreakerRegistry)
+        _typed("pauses", self.pauses, EndpointPauses)
         _typed("hedge", self.hedge, HedgePolicy)
         _typed("rng", self.rng, random.Random)
         if self.sleep is not None and not callable(self.sleep):
@@ -162,6 +167,7 @@ class Guards:
             policy=self.policy if self.policy is not None else ErrorRecoveryPolicy(),
             resolve=resolve,
             breakers=self.breakers if self.breakers is not None else default_breakers,
+            pauses=self.pauses if self.pauses is not None else default_pauses,
             cache=cache,
             cache_mode=CacheMode(self.cache_mode),
             screening=self.screening,

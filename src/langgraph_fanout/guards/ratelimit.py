@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import threading
+from collections.abc import Hashable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final
@@ -425,3 +427,100 @@ def shared_limiter(
         request_burst=request_burst,
         token_burst=token_burst,
     )
+
+
+class EndpointPauses:
+    """The provider's Retry-After, held for every call to the endpoint that sent it.
+
+    A 429 or an overloaded 503 with a Retry-After speaks for the endpoint (the account's
+    quota, the deployment's queue), not for the one request: after it, every call to that
+    endpoint waits until the time the provider named, whether or not a rate limit is set.
+    Keys are what is called (``SubAgent.circuit_key``: a chat model's model and endpoint,
+    else the object), so a paused endpoint never holds calls to another. Each held call
+    leaves at the end of the pause plus a random share of it up to ``spread`` so that they
+    do not all arrive at once. Pauses are per event loop, like :class:`RateLimiter`.
+
+    Args:
+        spread: the largest random share of a pause added to each held call's wait.
+        rng: source of that spread.
+
+    Example:
+        >>> pauses = EndpointPauses()
+        >>> async def held() -> float:
+        ...     pauses.pause("gpt-4o-mini@api.openai.com", 0.01)
+        ...     return await pauses.wait("gpt-4o-mini@api.openai.com")
+        >>> asyncio.run(held()) >= 0.01
+        True
+    """
+
+    __slots__ = ("_limiters", "_lock", "_prune_at", "rng", "spread")
+
+    def __init__(self, *, spread: float = 0.1, rng: random.Random | None = None) -> None:
+        if isinstance(spread, bool) or not isinstance(spread, int | float) or not 0 <= spread < 1:
+            raise ConfigurationError(f"spread must be a number in [0, 1), got {spread!r}")
+        self.spread = float(spread)
+        self.rng = rng if rng is not None else random.Random()
+        self._limiters: dict[Hashable, RateLimiter] = {}
+        self._lock = threading.Lock()
+        self._prune_at = 64
+
+    def pause(self, key: Hashable, seconds: float) -> None:
+        """Hold every call to ``key`` on the running loop for ``seconds`` (the later end wins).
+
+        Raises:
+            ConfigurationError: ``seconds`` is negative or not finite.
+            RuntimeError: no event loop is running.
+        """
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            with self._lock:
+                limiter = self._limiters.setdefault(key, RateLimiter(name=str(key)))
+                if len(self._limiters) >= self._prune_at:
+                    self._prune()
+        limiter.pause(seconds)
+
+    async def wait(self, key: Hashable, *, rng: random.Random | None = None) -> float:
+        """Wait out the pause of ``key``, if any, plus its spread; return the seconds waited.
+
+        Args:
+            key: the endpoint's key.
+            rng: source of the spread for this call (the registry's own when omitted).
+        """
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            return 0.0
+        paused = limiter.pause_remaining_s
+        if paused <= 0:
+            return 0.0
+        waited = await limiter.acquire()
+        source = self.rng if rng is None else rng
+        extra = source.uniform(0.0, self.spread * paused) if self.spread else 0.0
+        if extra > 0:
+            await asyncio.sleep(extra)
+        return waited + extra
+
+    def remaining_s(self, key: Hashable) -> float:
+        """Seconds left of the pause of ``key`` on the running loop (0 when not paused)."""
+        limiter = self._limiters.get(key)
+        return 0.0 if limiter is None else limiter.pause_remaining_s
+
+    def _prune(self) -> None:
+        """Forget the keys of objects that no longer exist (their keys never match)."""
+        for key in [k for k in self._limiters if not getattr(k, "alive", True)]:
+            del self._limiters[key]
+        self._prune_at = max(64, 2 * len(self._limiters))
+
+    def reset(self) -> None:
+        """Forget every pause."""
+        with self._lock:
+            self._limiters.clear()
+
+    def __len__(self) -> int:
+        return len(self._limiters)
+
+    def __repr__(self) -> str:
+        return f"<EndpointPauses endpoints={len(self)}>"
+
+
+default_pauses: Final = EndpointPauses()
+"""The process-wide pauses used when a dispatch does not pass its own."""

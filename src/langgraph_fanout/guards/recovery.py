@@ -28,7 +28,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception,
-    stop_after_attempt,
     wait_exponential,
 )
 from tenacity.wait import wait_base
@@ -96,7 +95,11 @@ def _check_number(owner: str, name: str, value: object, *, minimum: float) -> No
 class ErrorRecoveryPolicy:
     """How a sub-agent call recovers from failed attempts.
 
-    Each agent gets ``1 + max_retries`` attempts (one under ``FAIL``). Only errors that
+    Each agent gets ``1 + max_retries`` attempts (one under ``FAIL``), and up to
+    ``backpressure_retries`` more for answers that only say "not now" (a 429, an overloaded
+    503/529, any error with a Retry-After: ``is_backpressure``): the provider did no work
+    and told us when to come back, so such an answer does not use up the retries meant for
+    failures. Only errors that
     ``retry_on`` calls transient are retried on the same agent; under ``FALLBACK`` any other
     failure moves straight on to the next fallback, except a ``RefusedError`` (budget, limits),
     which ends the whole recovery at once because another agent would be refused too.
@@ -111,6 +114,8 @@ class ErrorRecoveryPolicy:
     Attributes:
         strategy: what to do after a failure (see ``ErrorStrategy``).
         max_retries: retries per agent after its first attempt.
+        backpressure_retries: further retries per agent for backpressure answers only
+            (``0`` counts them like any failure; not used under ``FAIL``).
         fallback_tools: fallback agents, as names for the caller's registry or agent objects;
             only used with ``FALLBACK``.
         backoff_initial_s: the first backoff.
@@ -134,6 +139,7 @@ class ErrorRecoveryPolicy:
 
     strategy: ErrorStrategy = ErrorStrategy.RETRY
     max_retries: int = 2
+    backpressure_retries: int = 5
     fallback_tools: tuple[str | Any, ...] = ()
     backoff_initial_s: float = 0.5
     backoff_multiplier: float = 2.0
@@ -153,11 +159,12 @@ class ErrorRecoveryPolicy:
                 f"ErrorRecoveryPolicy.strategy must be one of {choices}, got {self.strategy!r}"
             ) from None
         object.__setattr__(self, "strategy", strategy)
-        retries = self.max_retries
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigurationError(
-                f"ErrorRecoveryPolicy.max_retries must be an int >= 0, got {retries!r}"
-            )
+        for name in ("max_retries", "backpressure_retries"):
+            retries = getattr(self, name)
+            if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+                raise ConfigurationError(
+                    f"ErrorRecoveryPolicy.{name} must be an int >= 0, got {retries!r}"
+                )
         if isinstance(self.fallback_tools, str | bytes) or not isinstance(
             self.fallback_tools, Sequence
         ):
@@ -195,6 +202,13 @@ class ErrorRecoveryPolicy:
     def attempts_per_agent(self) -> int:
         """Attempts each agent gets: ``1 + max_retries``, or 1 under ``FAIL``."""
         return 1 if self.strategy is ErrorStrategy.FAIL else 1 + self.max_retries
+
+    @property
+    def most_attempts_per_agent(self) -> int:
+        """The most attempts an agent can get, backpressure retries included."""
+        if self.strategy is ErrorStrategy.FAIL:
+            return 1
+        return self.attempts_per_agent + self.backpressure_retries
 
 
 _SHARED_RNG = random.Random()
@@ -276,7 +290,7 @@ _CONTROLLERS: dict[tuple[int, int], tuple[ErrorRecoveryPolicy, Any, AsyncRetryin
 
 
 def _controller(policy: ErrorRecoveryPolicy, rng: random.Random | None) -> AsyncRetrying:
-    """tenacity's stop/wait/retry for ``policy``: built once, then only read (per-call state
+    """tenacity's wait and retry for ``policy``: built once, then only read (per-call state
     lives in each ``RetryCallState``). Keyed by identity: hashing the policy on every call
     would cost more than the lookup saves; the entry keeps both objects alive."""
     key = (id(policy), id(rng))
@@ -284,7 +298,6 @@ def _controller(policy: ErrorRecoveryPolicy, rng: random.Random | None) -> Async
     if entry is not None and entry[0] is policy and entry[1] is rng:
         return entry[2]
     controller = AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts_per_agent),
         wait=backoff_wait(policy, rng=rng),
         retry=retry_if_exception(
             lambda e: isinstance(e, CallError) and _is_retryable(e, policy.retry_on)
@@ -407,9 +420,10 @@ async def run_with_recovery(
             f"fallbacks are only tried with strategy=FALLBACK, got strategy={policy.strategy.value}"
         )
     registry = default_breakers if breakers is None else breakers
-    # tenacity's stop/wait/retry objects decide; the loop drives them by hand so that it, not
-    # tenacity, decides which exceptions are caught (never a BaseException such as
-    # CancelledError) and can ask the breaker before every attempt.
+    # tenacity's wait and retry objects decide how long and whether; the loop drives them by
+    # hand so that it, not tenacity, decides which exceptions are caught (never a
+    # BaseException such as CancelledError), counts the attempts (backpressure answers are
+    # excused up to their own allowance) and asks the breaker before every attempt.
     controller = _controller(policy, rng)
     primary_name = name_of(primary)
     records: list[Attempt] = []
@@ -445,14 +459,15 @@ async def run_with_recovery(
         state: RetryCallState | None = None
         wait = 0.0
         more_agents = policy.strategy is ErrorStrategy.FALLBACK and position < len(agents) - 1
-        made = waited = 0  # attempts of this agent; waits for its breaker's probe
+        # Attempts of this agent; those excused as backpressure; waits for the breaker's probe.
+        made = excused = waited = 0
         while True:
             if breaker is not None and not breaker.try_acquire():
                 # With attempts left and nowhere else to go, wait for the half-open probe
                 # (never longer than a Retry-After may last) rather than fail the input.
                 if (
                     not more_agents
-                    and made < policy.attempts_per_agent
+                    and made - excused < policy.attempts_per_agent
                     and waited < policy.attempts_per_agent
                 ):
                     waited += 1
@@ -510,7 +525,15 @@ async def run_with_recovery(
             if state is None:
                 state = RetryCallState(controller, None, (), {})
             state.set_exception((type(err), err, err.__traceback__))
-            if not controller.retry(state) or controller.stop(state):
+            if not controller.retry(state):
+                break
+            if (
+                policy.strategy is not ErrorStrategy.FAIL
+                and excused < policy.backpressure_retries
+                and is_backpressure(err)
+            ):
+                excused += 1  # "not now" does not use up a retry meant for failures
+            elif made - excused >= policy.attempts_per_agent:
                 break
             if more_agents and breaker is not None and breaker.state is BreakerState.OPEN:
                 # This failure (or a concurrent call's) just opened the circuit: move on to
