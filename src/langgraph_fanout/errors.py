@@ -39,8 +39,26 @@ pickling (results cross process boundaries in checkpoints and worker pools).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from typing import Any
+
+
+def usd(amount: float) -> str:
+    """Money as shown to people and agents: 4 decimals, more for small amounts, so a
+    nonzero amount is never shown as zero (``$0.0500``, ``$0.000041``, ``$0``).
+
+    Example:
+        >>> usd(0.05), usd(0.000041), usd(0.0), usd(12.5)
+        ('$0.0500', '$0.000041', '$0', '$12.5000')
+    """
+    if amount == 0:
+        return "$0"
+    if not math.isfinite(amount):
+        return f"${amount}"
+    magnitude = abs(amount)
+    decimals = max(4, 1 - math.floor(math.log10(magnitude)))
+    return f"${amount:.{decimals}f}"
 
 
 def _rebuild(cls: type[FanoutError], kwargs: dict[str, Any]) -> FanoutError:
@@ -240,7 +258,12 @@ class RefusedError(CallError):
 
 
 class BudgetExceeded(RefusedError):
-    """The call's worst-case cost does not fit what is left of the budget."""
+    """The call's worst-case cost does not fit what is left of the budget.
+
+    ``waited_s`` is how long it waited for calls in flight to settle before the refusal
+    (0 when it could never fit); ``uncertain_usd`` is output of calls cut off in flight that
+    the provider may have billed (counted against the cap).
+    """
 
     def __init__(
         self,
@@ -251,6 +274,8 @@ class BudgetExceeded(RefusedError):
         estimate_usd: float,
         limit_usd: float,
         unknown_cost: bool = False,
+        uncertain_usd: float = 0.0,
+        waited_s: float = 0.0,
     ) -> None:
         self.agent = agent
         self.spent_usd = spent_usd
@@ -258,17 +283,24 @@ class BudgetExceeded(RefusedError):
         self.estimate_usd = estimate_usd
         self.limit_usd = limit_usd
         self.unknown_cost = unknown_cost
+        self.uncertain_usd = uncertain_usd
+        self.waited_s = waited_s
+        held = f"{usd(spent_usd)} spent + "
+        if uncertain_usd:
+            held += f"{usd(uncertain_usd)} uncertain + "
+        held += f"{usd(reserved_usd)} reserved"
         if unknown_cost:
             message = (
                 f"cost budget used up before call to {agent!r} (its cost is known only after "
-                f"it runs): {spent_usd:.4g} spent + {reserved_usd:.4g} reserved of "
-                f"{limit_usd:.4g} USD"
+                f"it runs): {held} of {usd(limit_usd)}"
             )
         else:
             message = (
-                f"cost budget exceeded before call to {agent!r}: {spent_usd:.4g} spent + "
-                f"{reserved_usd:.4g} reserved + {estimate_usd:.4g} estimate > {limit_usd:.4g} USD"
+                f"cost budget exceeded before call to {agent!r}: {held} + "
+                f"{usd(estimate_usd)} estimate > {usd(limit_usd)}"
             )
+        if waited_s:
+            message += f" (after waiting {waited_s:.3g} s for calls in flight to settle)"
         super().__init__(
             message,
             agent=agent,
@@ -277,11 +309,14 @@ class BudgetExceeded(RefusedError):
             estimate_usd=estimate_usd,
             limit_usd=limit_usd,
             unknown_cost=unknown_cost,
+            uncertain_usd=uncertain_usd,
+            waited_s=waited_s,
         )
 
     @property
     def remaining_usd(self) -> float:
-        return max(0.0, self.limit_usd - self.spent_usd - self.reserved_usd)
+        used = self.spent_usd + self.uncertain_usd + self.reserved_usd
+        return max(0.0, self.limit_usd - used)
 
 
 class UnpricedModel(RefusedError):

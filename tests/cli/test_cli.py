@@ -86,7 +86,13 @@ def test_json_output_is_parsed_back(receipts: Path, tmp_path: Path) -> None:
     assert report["inputs"] == report["succeeded"] == report["planned_inputs"] == 8
     assert report["interrupted"] is False and report["exit_code"] == 0
     assert report["budget_usd"] == 0.5
-    assert report["total_spent_usd"] == pytest.approx(sum(r["cost_usd"] for r in results))
+    # The calls cut off in flight (at most the 2 running) were received by the provider:
+    # each is billed its input, and the output it may have produced is counted uncertain.
+    cut_off = report["total_spent_usd"] - sum(r["cost_usd"] for r in results)
+    assert cut_off >= -1e-12
+    worst = report["estimated_usd"] / len(results)  # prompts of one length: one worst case
+    assert cut_off + report["uncertain_usd"] <= 2 * worst * 1.1
+    assert (cut_off > 1e-12) == (report["uncertain_usd"] > 0)
     assert report["total_spent_usd"] > 0
 
 
@@ -334,7 +340,13 @@ async def test_ctrl_c_prints_the_partial_report_and_exits_130(tmp_path: Path) ->
     assert f"{len(results)} finished of 40 planned" in out
     for r in results:
         assert f"Simulated answer to: Item {r['index']} " in out
-    assert report["total_spent_usd"] == pytest.approx(sum(r["cost_usd"] for r in results))
+    # The calls cut off in flight (at most the 2 running) were received by the provider:
+    # each is billed its input, and the output it may have produced is counted uncertain.
+    cut_off = report["total_spent_usd"] - sum(r["cost_usd"] for r in results)
+    assert cut_off >= -1e-12
+    worst = report["estimated_usd"] / len(results)  # prompts of one length: one worst case
+    assert cut_off + report["uncertain_usd"] <= 2 * worst * 1.1
+    assert (cut_off > 1e-12) == (report["uncertain_usd"] > 0)
 
 
 @pytest.mark.parametrize(

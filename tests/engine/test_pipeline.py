@@ -99,7 +99,7 @@ async def test_seed_case_budget_holds_with_ten_calls_in_flight() -> None:
     assert refused.error.estimate_usd == pytest.approx(0.01)
     assert refused.attempts[0].error == "budget_exceeded"
     assert refused.estimated_cost_usd == pytest.approx(0.01)
-    assert "> 0.05 USD" in str(refused.error)
+    assert "> $0.0500" in str(refused.error)
 
 
 async def test_chatopenai_cost_equals_genai_prices_of_the_reported_tokens() -> None:

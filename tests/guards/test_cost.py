@@ -656,8 +656,8 @@ def test_ledger_refusal_carries_numbers() -> None:
     assert (err.agent, err.spent_usd, err.reserved_usd) == ("researcher", 0.30, 0.12)
     assert (err.estimate_usd, err.limit_usd) == (0.10, 0.50)
     assert str(err) == (
-        "cost budget exceeded before call to 'researcher': 0.3 spent + 0.12 reserved + "
-        "0.1 estimate > 0.5 USD"
+        "cost budget exceeded before call to 'researcher': $0.3000 spent + $0.1200 "
+        "reserved + $0.1000 estimate > $0.5000"
     )
     assert (ledger.refused_usd, ledger.refused_calls) == (0.10, 1)
     assert ledger.reserved_usd == 0.12  # the refused call reserved nothing
@@ -739,7 +739,7 @@ async def test_concurrent_tasks_never_overbook() -> None:
     for exc in refused:
         assert (exc.estimate_usd, exc.limit_usd) == (0.01, 0.05)
         assert exc.spent_usd + exc.reserved_usd == pytest.approx(0.05)
-        assert "+ 0.01 estimate > 0.05 USD" in str(exc)
+        assert "+ $0.0100 estimate > $0.0500" in str(exc)
     assert {(e.spent_usd, e.reserved_usd) for e in refused} <= {(0.0, 0.05), (0.05, 0.0)}
 
 

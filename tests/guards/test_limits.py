@@ -88,7 +88,7 @@ def test_budget_message_carries_the_numbers() -> None:
     )
     assert str(err) == (
         "cost budget exceeded before call to 'researcher': "
-        "0.42 spent + 0 reserved + 0.1 estimate > 0.5 USD"
+        "$0.4200 spent + $0 reserved + $0.1000 estimate > $0.5000"
     )
     assert err.remaining_usd == pytest.approx(0.08)
     assert err.kind == "budget_exceeded"

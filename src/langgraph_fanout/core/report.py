@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from langgraph_fanout.core.results import Attempt, Status, SubAgentResult
-from langgraph_fanout.errors import CallCancelled
+from langgraph_fanout.errors import CallCancelled, usd
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,7 +40,12 @@ class DispatchReport:
             the same agent), ``backpressure`` (attempts the provider answered with 429, 503,
             529 or a Retry-After), ``breaker_openings`` and ``circuit_open`` (attempts
             refused by an open breaker, which made no call).
-        rate_wait_s: total time inputs waited on rate limiters (not part of call latency).
+        rate_wait_s: total time inputs waited on rate limiters and Retry-After pauses (not
+            part of call latency).
+        budget_wait_s: total time inputs waited for calls in flight to free budget (holding
+            no concurrency slot; not part of call latency).
+        uncertain_usd: output of calls cut off in flight that the provider may have billed
+            (counted against the cap beside ``total_spent_usd``).
         hedges_launched / hedges_won: duplicates started for slow calls, and how many won.
         calls_saved: inputs a stop condition ended before they were called (e.g. voters
             no longer needed once the vote was decided). cost_saved_usd: those calls
@@ -67,6 +72,7 @@ class DispatchReport:
     total_spent_usd: float = 0.0
     refused_usd: float = 0.0
     overshoot_usd: float = 0.0
+    uncertain_usd: float = 0.0
     budget_usd: float | None = None
     cost_by_agent: dict[str, float] = field(default_factory=dict)
     recovery_by_agent: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -77,6 +83,7 @@ class DispatchReport:
     fallbacks: int = 0
     breaker_openings: int = 0
     rate_wait_s: float = 0.0
+    budget_wait_s: float = 0.0
     hedges_launched: int = 0
     hedges_won: int = 0
     calls_saved: int = 0
@@ -92,11 +99,13 @@ class DispatchReport:
         for kind, n in sorted(self.failures_by_kind.items()):
             parts.append(f"{n} {kind}")
         parts.append(f"{self.wall_time_s:.2f}s")
-        parts.append(f"${self.spent_usd:.4f}")
+        parts.append(usd(self.spent_usd))
         if self.budget_usd is not None:
-            parts[-1] += f" of ${self.budget_usd:.4f}"
+            parts[-1] += f" of {usd(self.budget_usd)}"
+        if self.uncertain_usd:
+            parts.append(f"{usd(self.uncertain_usd)} uncertain (cut off in flight)")
         if self.refused_usd:
-            parts.append(f"refused ${self.refused_usd:.4f}")
+            parts.append(f"refused {usd(self.refused_usd)}")
         if self.cache_hits:
             parts.append(f"{self.cache_hits} cached")
         if self.stop_reason:
@@ -131,6 +140,7 @@ class ReportBuilder:
         self._retries = 0
         self._fallbacks = 0
         self._rate_wait = 0.0
+        self._budget_wait = 0.0
         self._breakers = 0
         self._hedges = 0
         self._hedges_won = 0
@@ -171,6 +181,8 @@ class ReportBuilder:
             self._cache_hits += 1
         if result.rate_wait_s:
             self._rate_wait += result.rate_wait_s
+        if result.budget_wait_s:
+            self._budget_wait += result.budget_wait_s
         if result.breakers_opened:
             self._breakers += result.breakers_opened
         if result.hedges:
@@ -222,6 +234,7 @@ class ReportBuilder:
             retries=self._retries,
             fallbacks=self._fallbacks,
             rate_wait_s=self._rate_wait,
+            budget_wait_s=self._budget_wait,
             breaker_openings=self._breakers,
             hedges_launched=self._hedges,
             hedges_won=self._hedges_won,

@@ -63,7 +63,8 @@ class SubAgentResult:
         estimated_cost_usd: worst-case estimate that was reserved for the last attempt.
         input_tokens / output_tokens: real usage summed over attempts.
         cache_hit: served from the idempotency cache (or shared with an identical call in flight).
-        rate_wait_s: time spent waiting for rate limiters.
+        rate_wait_s: time spent waiting for rate limiters and a provider's Retry-After.
+        budget_wait_s: time spent waiting for calls in flight to free budget.
         sample: sample index (distinct voters of one vote have distinct samples).
         flags: screening flags (prompt-injection markers found in the arguments, redactions).
         breakers_opened: circuit breakers this input's failures opened.
@@ -84,6 +85,7 @@ class SubAgentResult:
     output_tokens: int = 0
     cache_hit: bool = False
     rate_wait_s: float = 0.0
+    budget_wait_s: float = 0.0
     sample: int = 0
     flags: tuple[str, ...] = field(default=())
     breakers_opened: int = 0

@@ -140,6 +140,7 @@ class _Account:
     tokens_in: int = 0
     tokens_out: int = 0
     rate_wait: float = 0.0
+    budget_wait: float = 0.0
     hedges: int = 0
     hedge_won: bool = False
     prompt: Any = None
@@ -331,7 +332,7 @@ class CallPipeline:
             status=Status.OK if error is None else SubAgentResult.status_of(error),
             output=output,
             error=error,
-            duration_s=max(0.0, loop.time() - started - account.rate_wait),
+            duration_s=max(0.0, loop.time() - started - account.rate_wait - account.budget_wait),
             attempts=outcome.attempts,
             agent_used=outcome.agent_used,
             cost_usd=account.cost,
@@ -339,6 +340,7 @@ class CallPipeline:
             input_tokens=account.tokens_in,
             output_tokens=account.tokens_out,
             rate_wait_s=account.rate_wait,
+            budget_wait_s=account.budget_wait,
             sample=task.sample,
             flags=flags,
             breakers_opened=outcome.breaker_opened,
@@ -433,30 +435,39 @@ class CallPipeline:
         """
         run = self._run
         run.count_agent()
-        estimate, tokens = 0.0, 0
+        estimate, tokens, input_usd = 0.0, 0, 0.0
         if self._needs_estimate:
             if agent.model in _COUNTED_MODELS or not self._counts_tokens(agent):
-                estimate, tokens = self._estimate(agent, prompt)
+                estimate, tokens, input_usd = self._estimate(agent, prompt)
             else:
                 # The first count for a model loads (and may seed) tiktoken's encoding: file
                 # I/O and ~0.3 s of CPU that must not block the event loop.
-                estimate, tokens = await asyncio.to_thread(self._estimate, agent, prompt)
+                estimate, tokens, input_usd = await asyncio.to_thread(self._estimate, agent, prompt)
                 _COUNTED_MODELS.add(agent.model)
         account.estimate = estimate  # kept on a refusal too: the report's "would have cost"
+        parent = current_scope()
+        inside = () if parent is None else parent.reservations
         # Under a budget every attempt is admitted by the ledger, a zero estimate included
         # (a call of unknown cost needs room left); without one there is nothing to hold.
-        reservation = (
-            run.ledger.reserve(
-                agent=agent.name,
-                estimate_usd=estimate,
-                unknown_cost=self._price(agent) is None,
-            )
-            if estimate or run.ledger.limit_usd is not None
-            else None
-        )
+        # Admission waits for calls in flight to free room, holding no slot meanwhile.
+        reservation: Reservation | None = None
+        if estimate or run.ledger.limit_usd is not None:
+            loop = asyncio.get_running_loop()
+            asked = loop.time()
+            try:
+                reservation = await run.ledger.admit(
+                    agent=agent.name,
+                    estimate_usd=estimate,
+                    unknown_cost=self._price(agent) is None,
+                    inside=inside,
+                    timeout_s=self._timeout,
+                )
+            finally:
+                account.budget_wait += loop.time() - asked
         account.prompt = prompt
         capture: _CallUsage | None = None
         endpoint = self._circuit_key(agent)
+        invoked = False
         try:
             # The endpoint's Retry-After holds this call too, rate limit or not (and before
             # it takes a slot, so calls to other endpoints go on meanwhile).
@@ -466,7 +477,8 @@ class CallPipeline:
             lease = SlotLease(run.concurrency)
             await lease.acquire(first=hedge)
             loop = asyncio.get_running_loop()
-            scope = Scope(run, self._depth, lease, loop)
+            held = inside if reservation is None or not estimate else (*inside, reservation)
+            scope = Scope(run, self._depth, lease, loop, held)
             token = enter_scope(scope)
             if sent is not None:
                 sent.append(loop.time())
@@ -474,18 +486,13 @@ class CallPipeline:
                 if agent.accepts_config:
                     capture = _CallUsage(scope)
                     config = _with_call(config, capture, agent, task)
+                invoked = True
                 output = await self._invoke(agent, prompt, config)
             finally:
                 exit_scope(token)
                 lease.release()
         except BaseException as exc:
-            if capture is not None and capture.total().total_tokens:
-                cost = self._settle(agent, capture, estimate, account)
-                self._charge(agent, reservation, cost, account)
-            elif reservation is not None:
-                # No usage came back: a refused, failed, timed-out or cancelled call is not
-                # billed (an aborted request reports none), so the money is freed.
-                reservation.release()
+            self._settle_failed(agent, reservation, capture, exc, invoked, input_usd, account)
             if isinstance(exc, Exception):
                 wait = provider_retry_after(exc)
                 if wait is not None:
@@ -498,6 +505,43 @@ class CallPipeline:
             cost = self._settle(agent, capture, estimate, account)
             self._charge(agent, reservation, cost, account)
         return output
+
+    def _settle_failed(
+        self,
+        agent: SubAgent,
+        reservation: Reservation | None,
+        capture: _CallUsage | None,
+        exc: BaseException,
+        invoked: bool,
+        input_usd: float,
+        account: _Account,
+    ) -> None:
+        """Bill an attempt that ended without an output as the provider bills it.
+
+        A request cut off in flight (cancelled, timed out) was received and is billed at
+        least its input; the rest of its worst case stays counted as ``uncertain`` output.
+        A call that failed with an answer (an error status) is billed what it reported, and
+        one that never reached the agent nothing.
+        """
+        reported = capture is not None and capture.total().total_tokens > 0
+        cut = invoked and isinstance(exc, asyncio.CancelledError | TimeoutError)
+        if (
+            cut
+            and reservation is not None
+            and (capture is None or capture.pending_calls or not reported)
+        ):
+            known = self._settle(agent, capture, 0.0, account) if reported else 0.0
+            billed = max(known, input_usd)
+            reservation.cut_off(billed, max(0.0, reservation.estimate_usd - billed))
+            account.cost += billed
+        elif reported:
+            cost = self._settle(
+                agent, capture, reservation.estimate_usd if reservation else 0.0, account
+            )
+            self._charge(agent, reservation, cost, account)
+        elif reservation is not None:
+            # Refused, failed with an error answer, or never sent: nothing was billed.
+            reservation.release()
 
     def _charge(
         self, agent: SubAgent, reservation: Reservation | None, cost: float, account: _Account
@@ -546,8 +590,9 @@ class CallPipeline:
             limiter is not None and limiter.limits.tokens_per_minute is not None
         )
 
-    def _estimate(self, agent: SubAgent, prompt: Any) -> tuple[float, int]:
-        """Worst-case USD and tokens of one attempt (``CostEstimator.worst_case``)."""
+    def _estimate(self, agent: SubAgent, prompt: Any) -> tuple[float, int, float]:
+        """Worst-case USD and tokens of one attempt (``CostEstimator.worst_case``), and the
+        USD of its input alone (what a request cut off in flight is billed at least)."""
         if self._price(agent) is None:
             if agent.model is not None or agent.kind == "chat_model":
                 self._unpriced(agent)
@@ -557,9 +602,11 @@ class CallPipeline:
                 self._warn_unestimated(agent)
             limiter = self._run.limiter
             if limiter is None or limiter.limits.tokens_per_minute is None:
-                return 0.0, 0  # tokens only matter to a token-rate limiter
+                return 0.0, 0, 0.0  # tokens only matter to a token-rate limiter
         worst = self._estimator.worst_case(agent, prompt)
-        return worst.usd, worst.tokens
+        price = worst.price
+        input_usd = 0.0 if price is None else price.cost(worst.input_tokens, 0)
+        return worst.usd, worst.tokens, input_usd
 
     def _warn_unestimated(self, agent: SubAgent) -> None:
         if agent.name in self._unpriced_warned:

@@ -387,6 +387,7 @@ def build_report(
         total_spent_usd=books.spent_usd,
         refused_usd=books.refused_usd,
         overshoot_usd=books.overshoot_usd,
+        uncertain_usd=books.uncertain_usd,
     )
 
 

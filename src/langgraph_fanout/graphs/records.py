@@ -55,6 +55,7 @@ def result_to_record(
     record["error_data"] = None if result.error is None else _error_data(result.error)
     record["estimated_cost_usd"] = result.estimated_cost_usd
     record["rate_wait_s"] = result.rate_wait_s
+    record["budget_wait_s"] = result.budget_wait_s
     record["breakers_opened"] = result.breakers_opened
     record["hedges"] = result.hedges
     record["hedge_won"] = result.hedge_won
@@ -83,6 +84,7 @@ def result_from_record(record: Mapping[str, Any]) -> SubAgentResult:
         output_tokens=int(record.get("output_tokens") or 0),
         cache_hit=bool(record.get("cache_hit")),
         rate_wait_s=float(record.get("rate_wait_s") or 0.0),
+        budget_wait_s=float(record.get("budget_wait_s") or 0.0),
         sample=int(record.get("sample") or 0),
         flags=tuple(record.get("flags") or ()),
         breakers_opened=int(record.get("breakers_opened") or 0),

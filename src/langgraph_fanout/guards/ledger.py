@@ -2,10 +2,20 @@
 
 ``UsageCapture`` is a callback for one sub-agent call that adds up the ``usage_metadata`` of
 every model call inside it, per model, without billing LLM-cache hits. One ``CostLedger`` is
-shared by a whole dispatch tree: a call may start only if ``spent + reserved + estimate <=
-limit``. The check and the reservation happen under one ``threading.Lock`` with no ``await``
-in between, so concurrent callers (tasks or threads) can never jointly overbook. Amounts are
-kept as integer nano-USD, so many small commits add up exactly and ``5 x 0.01`` fits ``0.05``.
+shared by a whole dispatch tree: a call may start only if ``spent + uncertain + reserved +
+estimate <= limit``. The check and the reservation happen under one ``threading.Lock`` with
+no ``await`` in between, so concurrent callers (tasks or threads) can never jointly overbook.
+Amounts are kept as integer nano-USD, so many small commits add up exactly and ``5 x 0.01``
+fits ``0.05``.
+
+Admission waits (``await ledger.admit(...)``): a call that does not fit *because of calls in
+flight* queues (first in, first out) and is admitted as soon as their settlements free room;
+it is refused only when it can never fit (``spent + uncertain + estimate > limit``, counting
+the reservations of the calls it runs inside, which cannot settle before it does), when
+every call in flight is itself waiting on queued calls, or when its ``timeout_s`` passes.
+A call cut off after its request was sent (``Reservation.cut_off``) is billed what the
+provider bills at least (its input) and keeps the output it may have generated as
+``uncertain``: counted against the cap, replaced by real usage if that arrives later.
 
     >>> ledger = CostLedger(limit_usd=0.05)
     >>> with ledger.reserve(agent="researcher", estimate_usd=0.02) as reservation:
@@ -16,9 +26,11 @@ kept as integer nano-USD, so many small commits add up exactly and ``5 x 0.01`` 
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -183,6 +195,12 @@ class UsageCapture(BaseCallbackHandler):
         return self._cache_hits
 
     @property
+    def pending_calls(self) -> int:
+        """Model calls started that have not ended (cut off, or still running)."""
+        with self._lock:
+            return len(self._run_models)
+
+    @property
     def unreported_calls(self) -> int:
         """Model calls that ended without ``usage_metadata``: their cost is unknown.
 
@@ -242,6 +260,7 @@ class LedgerSnapshot:
         limit_usd: the cap, or ``None`` for no cap.
         spent_usd: actual cost committed so far.
         reserved_usd: worst-case estimates of calls in flight.
+        uncertain_usd: output of calls cut off in flight that the provider may have billed.
         remaining_usd: what is left for new reservations (``inf`` without a cap).
         refused_usd: sum of the estimates the budget refused ("would have cost").
         refused_calls: how many reservations were refused.
@@ -250,6 +269,8 @@ class LedgerSnapshot:
         committed_calls: how many reservations were committed.
         released_calls: how many reservations were released unspent.
         in_flight: reservations not yet settled.
+        cut_off_calls: reservations settled by ``cut_off`` (sent, never answered).
+        waiting: admissions queued for room.
         spent_by_agent: agent name -> committed cost.
     """
 
@@ -257,6 +278,9 @@ class LedgerSnapshot:
     spent_usd: float
     reserved_usd: float
     remaining_usd: float
+    uncertain_usd: float
+    cut_off_calls: int
+    waiting: int
     refused_usd: float
     refused_calls: int
     overshoot_usd: float
@@ -267,23 +291,40 @@ class LedgerSnapshot:
     spent_by_agent: Mapping[str, float]
 
 
+_HELD, _COMMITTED, _RELEASED, _CUT_OFF = range(4)
+
+
 class Reservation:
     """A worst-case estimate held against a ``CostLedger`` until the call settles.
 
-    Settle it exactly once: ``commit(actual_usd)`` after the call ran, or ``release()`` if
-    it never ran. ``release()`` on a settled reservation is a no-op (so it is safe in a
-    ``finally``); ``commit()`` on a settled reservation raises, because a second commit
-    would either double-count or silently drop a real cost. Used as a context manager, the
-    reservation is released on exit unless it was committed.
+    Settle it exactly once: ``commit(actual_usd)`` after the call ran, ``release()`` if its
+    request never reached the provider, or ``cut_off(billed_usd, uncertain_usd)`` if it was
+    sent and never answered. A cut-off reservation may still be committed once, when the
+    real usage arrives late: that replaces both its billed and its uncertain amounts.
+    ``release()`` on a settled reservation is a no-op (so it is safe in a ``finally``);
+    ``commit()`` on a committed or released one raises, because a second commit would
+    either double-count or silently drop a real cost. Used as a context manager, the
+    reservation is released on exit unless it was settled.
     """
 
-    __slots__ = ("_estimate_nano", "_ledger", "_settled", "agent")
+    __slots__ = (
+        "_billed_nano",
+        "_estimate_nano",
+        "_ledger",
+        "_state",
+        "_uncertain_nano",
+        "_waiting_below",
+        "agent",
+    )
 
     def __init__(self, ledger: CostLedger, agent: str, estimate_nano: int) -> None:
         self._ledger = ledger
         self.agent = agent
         self._estimate_nano = estimate_nano
-        self._settled = False
+        self._state = _HELD
+        self._billed_nano = 0
+        self._uncertain_nano = 0
+        self._waiting_below = 0  # admissions queued by calls running inside this one
 
     @property
     def estimate_usd(self) -> float:
@@ -291,10 +332,18 @@ class Reservation:
 
     @property
     def settled(self) -> bool:
-        return self._settled
+        return self._state != _HELD
+
+    @property
+    def uncertain_usd(self) -> float:
+        """Output this cut-off call may have been billed for (0 unless ``cut_off``)."""
+        return _to_usd(self._uncertain_nano)
 
     def commit(self, actual_usd: float) -> None:
         """Record the call's actual cost and free its reservation.
+
+        After ``cut_off`` this replaces what was billed and held as uncertain (the real
+        usage arrived late).
 
         Args:
             actual_usd: what the call really cost; may exceed the estimate (recorded as
@@ -305,15 +354,31 @@ class Reservation:
             RuntimeError: the reservation was already committed or released.
         """
         actual_nano = _to_nano(actual_usd, "actual_usd")
-        self._ledger._settle(self, actual_nano)
+        self._ledger._settle(self, _COMMITTED, actual_nano)
 
     def release(self) -> bool:
-        """Return the reservation unspent (the call never ran).
+        """Return the reservation unspent (the call never reached the provider).
 
         Returns:
             ``True`` if this call released it, ``False`` if it was already settled.
         """
-        return self._ledger._settle(self, None)
+        return self._ledger._settle(self, _RELEASED, 0)
+
+    def cut_off(self, billed_usd: float, uncertain_usd: float) -> None:
+        """Settle a call that was sent but never answered (cancelled, timed out).
+
+        Args:
+            billed_usd: what the provider bills at least (the input tokens), now spent.
+            uncertain_usd: what it may also bill (the output it may have generated): kept
+                counted against the cap as ``uncertain`` until a late ``commit``.
+
+        Raises:
+            ConfigurationError: an amount is negative or not finite.
+            RuntimeError: the reservation was already settled.
+        """
+        billed = _to_nano(billed_usd, "billed_usd")
+        uncertain = _to_nano(uncertain_usd, "uncertain_usd")
+        self._ledger._settle(self, _CUT_OFF, billed, uncertain)
 
     def __enter__(self) -> Reservation:
         return self
@@ -327,8 +392,47 @@ class Reservation:
         self.release()
 
     def __repr__(self) -> str:
-        state = "settled" if self._settled else "held"
+        state = ("held", "committed", "released", "cut off")[self._state]
         return f"Reservation(agent={self.agent!r}, estimate_usd={self.estimate_usd:.6g}, {state})"
+
+
+class _Waiter:
+    """One queued admission: what it asks, the calls it runs inside, how to wake it."""
+
+    __slots__ = (
+        "agent",
+        "estimate",
+        "future",
+        "granted",
+        "inside",
+        "loop",
+        "pinned",
+        "refusal",
+        "unknown_cost",
+    )
+
+    def __init__(
+        self,
+        agent: str,
+        estimate: int,
+        unknown_cost: bool,
+        inside: tuple[Reservation, ...],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.agent = agent
+        self.estimate = estimate
+        self.unknown_cost = unknown_cost
+        self.inside = inside
+        self.pinned = sum(r._estimate_nano for r in inside if not r.settled)
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.granted: Reservation | None = None
+        self.refusal: tuple[int, int, int] | None = None  # spent, uncertain, reserved
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class CostLedger:
@@ -356,21 +460,80 @@ class CostLedger:
         self._lock = threading.Lock()
         self._spent = 0
         self._reserved = 0
+        self._uncertain = 0
         self._refused = 0
         self._refused_calls = 0
         self._overshoot = 0
         self._overshoot_calls = 0
         self._committed_calls = 0
         self._released_calls = 0
+        self._cut_off_calls = 0
         self._in_flight = 0
+        self._holding = 0  # reservations in flight that hold money (estimate > 0)
+        self._blocked = 0  # ... of which calls queued inside them wait for room
+        self._waiters: deque[_Waiter] = deque()
         self._by_agent: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ admission
+
+    def _fits(self, estimate: int, unknown_cost: bool) -> bool:
+        limit = self._limit_nano
+        if limit is None:
+            return True
+        used = self._spent + self._uncertain + self._reserved
+        # A call whose cost is known only afterwards still needs room left: once the
+        # budget is used up, nothing more starts.
+        return used + estimate <= limit and not (unknown_cost and used >= limit)
+
+    def _never_fits(self, estimate: int, unknown_cost: bool, pinned: int) -> bool:
+        """Whether no settlement of the calls in flight could make room: what is spent or
+        uncertain stays, and so do the reservations of the calls it runs inside."""
+        limit = self._limit_nano
+        if limit is None:
+            return False
+        floor = self._spent + self._uncertain + pinned
+        return floor + estimate > limit or (unknown_cost and floor >= limit)
+
+    def _grant(self, agent: str, estimate: int) -> Reservation:
+        self._reserved += estimate
+        self._in_flight += 1
+        if estimate:
+            self._holding += 1
+        return Reservation(self, agent, estimate)
+
+    def _refuse(self, estimate: int) -> tuple[int, int, int]:
+        self._refused += estimate
+        self._refused_calls += 1
+        return self._spent, self._uncertain, self._reserved
+
+    def _error(
+        self,
+        agent: str,
+        estimate: int,
+        unknown_cost: bool,
+        numbers: tuple[int, int, int],
+        waited_s: float = 0.0,
+    ) -> BudgetExceeded:
+        spent, uncertain, reserved = numbers
+        assert self._limit_nano is not None
+        return BudgetExceeded(
+            agent=agent,
+            spent_usd=_to_usd(spent),
+            reserved_usd=_to_usd(reserved),
+            estimate_usd=_to_usd(estimate),
+            limit_usd=_to_usd(self._limit_nano),
+            unknown_cost=unknown_cost,
+            uncertain_usd=_to_usd(uncertain),
+            waited_s=waited_s,
+        )
 
     def reserve(
         self, *, agent: str, estimate_usd: float, unknown_cost: bool = False
     ) -> Reservation:
-        """Hold ``estimate_usd`` for one call, or refuse it if it does not fit.
+        """Hold ``estimate_usd`` for one call now, or refuse it if it does not fit now.
 
         Synchronous and atomic: callers in tasks or threads cannot both take the last room.
+        It does not wait for calls in flight (see ``admit``) and does not queue.
 
         Args:
             agent: the sub-agent name (for per-agent totals and the error).
@@ -379,33 +542,138 @@ class CostLedger:
                 it is admitted only while budget remains.
 
         Raises:
-            BudgetExceeded: ``spent + reserved + estimate > limit``; the refused estimate is
-                added to ``refused_usd``.
+            BudgetExceeded: ``spent + uncertain + reserved + estimate > limit``; the refused
+                estimate is added to ``refused_usd``.
             ConfigurationError: ``estimate_usd`` is negative or not finite.
         """
         estimate = _to_nano(estimate_usd, "estimate_usd")
         with self._lock:
-            limit = self._limit_nano
-            used = self._spent + self._reserved
-            # A call whose cost is known only afterwards still needs room left: once the
-            # budget is used up, nothing more starts.
-            if limit is not None and (used + estimate > limit or (unknown_cost and used >= limit)):
-                self._refused += estimate
-                self._refused_calls += 1
-                spent, reserved = self._spent, self._reserved
-            else:
-                self._reserved += estimate
-                self._in_flight += 1
-                return Reservation(self, agent, estimate)
+            if self._fits(estimate, unknown_cost):
+                return self._grant(agent, estimate)
+            numbers = self._refuse(estimate)
         # Built outside the lock: formatting the message needs no shared state.
-        raise BudgetExceeded(
-            agent=agent,
-            spent_usd=_to_usd(spent),
-            reserved_usd=_to_usd(reserved),
-            estimate_usd=_to_usd(estimate),
-            limit_usd=_to_usd(limit),
-            unknown_cost=unknown_cost,
-        )
+        raise self._error(agent, estimate, unknown_cost, numbers)
+
+    async def admit(
+        self,
+        *,
+        agent: str,
+        estimate_usd: float,
+        unknown_cost: bool = False,
+        inside: Sequence[Reservation] = (),
+        timeout_s: float | None = None,
+    ) -> Reservation:
+        """Hold ``estimate_usd`` for one call, waiting (first in, first out) for calls in
+        flight to settle when it does not fit yet. Nothing polls: a settlement wakes the
+        waiters it makes room for.
+
+        Args:
+            agent: the sub-agent name.
+            estimate_usd: the call's worst-case cost.
+            unknown_cost: see ``reserve``.
+            inside: reservations of the calls this one runs inside (a nested dispatch's
+                parents): they cannot settle before it does, so they never count as room
+                that may come back.
+            timeout_s: the longest wait; ``None`` waits as long as room may come back.
+
+        Raises:
+            BudgetExceeded: it can never fit, every call in flight waits on queued calls,
+                or ``timeout_s`` passed (``waited_s`` says how long it waited).
+            ConfigurationError: ``estimate_usd`` is negative or not finite.
+            asyncio.CancelledError: the caller was cancelled while waiting (nothing is
+                held afterwards).
+        """
+        estimate = _to_nano(estimate_usd, "estimate_usd")
+        with self._lock:
+            if not self._waiters and self._fits(estimate, unknown_cost):
+                return self._grant(agent, estimate)
+            mine = tuple(r for r in inside if r._ledger is self)
+            pinned = sum(r._estimate_nano for r in mine if not r.settled)
+            if self._never_fits(estimate, unknown_cost, pinned):
+                numbers = self._refuse(estimate)
+                waiter = None
+            else:
+                waiter = _Waiter(agent, estimate, unknown_cost, mine, asyncio.get_running_loop())
+                self._enqueue(waiter)
+                self._wake_locked()  # queuing it may leave nothing that can settle
+        if waiter is None:
+            raise self._error(agent, estimate, unknown_cost, numbers)
+        loop = waiter.loop
+        started = loop.time()
+        try:
+            if timeout_s is None:
+                await waiter.future
+            else:
+                async with asyncio.timeout(timeout_s):
+                    await waiter.future
+        except BaseException as exc:
+            timed_out = isinstance(exc, TimeoutError) and timeout_s is not None
+            with self._lock:
+                granted = waiter.granted
+                if waiter.refusal is None and granted is None:
+                    self._dequeue(waiter)
+                    if timed_out:
+                        waiter.refusal = self._refuse(estimate)
+                    self._wake_locked()  # the head may have changed
+            if timed_out:
+                if granted is not None:
+                    return granted  # admitted as the time ran out: take it
+                assert waiter.refusal is not None
+                raise self._error(
+                    agent, estimate, unknown_cost, waiter.refusal, loop.time() - started
+                ) from None
+            if granted is not None:
+                granted.release()  # admitted as the wait was cancelled: nothing is held
+            raise
+        if waiter.granted is not None:
+            return waiter.granted
+        assert waiter.refusal is not None
+        raise self._error(agent, estimate, unknown_cost, waiter.refusal, loop.time() - started)
+
+    def _enqueue(self, waiter: _Waiter) -> None:
+        self._waiters.append(waiter)
+        for r in waiter.inside:
+            if not r.settled and r._estimate_nano:
+                r._waiting_below += 1
+                if r._waiting_below == 1:
+                    self._blocked += 1
+
+    def _dequeue(self, waiter: _Waiter) -> None:
+        self._waiters.remove(waiter)
+        self._unblock(waiter)
+
+    def _unblock(self, waiter: _Waiter) -> None:
+        for r in waiter.inside:
+            if r._waiting_below:
+                r._waiting_below -= 1
+                if r._waiting_below == 0 and not r.settled and r._estimate_nano:
+                    self._blocked -= 1
+
+    def _wake_locked(self) -> None:
+        """Admit or refuse queued waiters from the head while that is decided (lock held)."""
+        waiters = self._waiters
+        while waiters:
+            head = waiters[0]
+            head.pinned = sum(r._estimate_nano for r in head.inside if not r.settled)
+            if self._fits(head.estimate, head.unknown_cost):
+                head.granted = self._grant(head.agent, head.estimate)
+            elif self._never_fits(head.estimate, head.unknown_cost, head.pinned) or (
+                self._holding > 0 and self._blocked >= self._holding
+            ):
+                head.refusal = self._refuse(head.estimate)
+            elif self._holding == 0 and self._in_flight == 0:
+                head.refusal = self._refuse(head.estimate)  # nothing in flight to wait for
+            else:
+                return
+            waiters.popleft()
+            self._unblock(head)
+            try:
+                head.loop.call_soon_threadsafe(_wake, head.future)
+            except RuntimeError:  # its loop is closed: nobody waits any more
+                if head.granted is not None:
+                    self._settle_locked(head.granted, _RELEASED, 0, 0)
+
+    # ------------------------------------------------------------------ settlement
 
     def charge(self, *, agent: str, actual_usd: float) -> None:
         """Record spend that had no reservation (a cost known only after the call).
@@ -426,6 +694,7 @@ class CostLedger:
             if self._limit_nano is not None:
                 self._overshoot += actual
                 self._overshoot_calls += 1
+            self._wake_locked()  # may make a queued call one that never fits
 
     def can_fit(self, estimate_usd: float) -> bool:
         """Whether a reservation of ``estimate_usd`` would be admitted right now.
@@ -435,31 +704,62 @@ class CostLedger:
         """
         estimate = _to_nano(estimate_usd, "estimate_usd")
         with self._lock:
-            limit = self._limit_nano
-            return limit is None or self._spent + self._reserved + estimate <= limit
+            return self._fits(estimate, False)
 
-    def _settle(self, reservation: Reservation, actual_nano: int | None) -> bool:
+    def _settle(
+        self, reservation: Reservation, state: int, amount: int, uncertain: int = 0
+    ) -> bool:
         with self._lock:
-            if reservation._settled:
-                if actual_nano is None:
-                    return False
-                raise RuntimeError(f"{reservation!r} was already settled; commit it only once")
-            reservation._settled = True
-            estimate = reservation._estimate_nano
-            self._reserved -= estimate
-            self._in_flight -= 1
-            if actual_nano is None:
-                self._released_calls += 1
-                return True
-            self._spent += actual_nano
-            self._committed_calls += 1
-            agent = reservation.agent
-            self._by_agent[agent] = self._by_agent.get(agent, 0) + actual_nano
-            # Without a cap nothing was promised, so there is nothing to overshoot.
-            if actual_nano > estimate and self._limit_nano is not None:
-                self._overshoot += actual_nano - estimate
-                self._overshoot_calls += 1
+            settled = self._settle_locked(reservation, state, amount, uncertain)
+            if settled:
+                self._wake_locked()
+            return settled
+
+    def _settle_locked(
+        self, reservation: Reservation, state: int, amount: int, uncertain: int
+    ) -> bool:
+        previous = reservation._state
+        agent = reservation.agent
+        if previous == _CUT_OFF and state == _COMMITTED:
+            # The real usage of a cut-off call arrived: it replaces the amounts held.
+            self._spent += amount - reservation._billed_nano
+            self._uncertain -= reservation._uncertain_nano
+            self._by_agent[agent] = self._by_agent.get(agent, 0) + amount - reservation._billed_nano
+            reservation._billed_nano = amount
+            reservation._uncertain_nano = 0
+            reservation._state = _COMMITTED
             return True
+        if previous != _HELD:
+            if state == _RELEASED:
+                return False
+            raise RuntimeError(f"{reservation!r} was already settled; settle it only once")
+        reservation._state = state
+        estimate = reservation._estimate_nano
+        self._reserved -= estimate
+        self._in_flight -= 1
+        if estimate:
+            self._holding -= 1
+            if reservation._waiting_below:
+                self._blocked -= 1
+        if state == _RELEASED:
+            self._released_calls += 1
+            return True
+        self._spent += amount
+        self._by_agent[agent] = self._by_agent.get(agent, 0) + amount
+        if state == _CUT_OFF:
+            self._cut_off_calls += 1
+            self._uncertain += uncertain
+            reservation._billed_nano = amount
+            reservation._uncertain_nano = uncertain
+            return True
+        self._committed_calls += 1
+        # Without a cap nothing was promised, so there is nothing to overshoot.
+        if amount > estimate and self._limit_nano is not None:
+            self._overshoot += amount - estimate
+            self._overshoot_calls += 1
+        return True
+
+    # ------------------------------------------------------------------ readings
 
     @property
     def limit_usd(self) -> float | None:
@@ -474,12 +774,21 @@ class CostLedger:
         return _to_usd(self._reserved)
 
     @property
+    def uncertain_usd(self) -> float:
+        """Output of cut-off calls the provider may have billed (counted against the cap)."""
+        return _to_usd(self._uncertain)
+
+    @property
     def remaining_usd(self) -> float:
         """What is left for new reservations; ``inf`` without a cap, never negative."""
         with self._lock:
-            if self._limit_nano is None:
-                return math.inf
-            return _to_usd(max(0, self._limit_nano - self._spent - self._reserved))
+            return self._remaining_locked()
+
+    def _remaining_locked(self) -> float:
+        if self._limit_nano is None:
+            return math.inf
+        used = self._spent + self._uncertain + self._reserved
+        return _to_usd(max(0, self._limit_nano - used))
 
     @property
     def refused_usd(self) -> float:
@@ -506,6 +815,11 @@ class CostLedger:
         return self._in_flight
 
     @property
+    def waiting(self) -> int:
+        """Admissions queued for room right now."""
+        return len(self._waiters)
+
+    @property
     def spent_by_agent(self) -> Mapping[str, float]:
         """A read-only copy: agent name -> committed cost in USD."""
         with self._lock:
@@ -514,15 +828,14 @@ class CostLedger:
     def snapshot(self) -> LedgerSnapshot:
         """All counters, read consistently under the lock."""
         with self._lock:
-            limit = self._limit_nano
-            remaining = (
-                math.inf if limit is None else _to_usd(max(0, limit - self._spent - self._reserved))
-            )
             return LedgerSnapshot(
                 limit_usd=self._limit_usd,
                 spent_usd=_to_usd(self._spent),
                 reserved_usd=_to_usd(self._reserved),
-                remaining_usd=remaining,
+                remaining_usd=self._remaining_locked(),
+                uncertain_usd=_to_usd(self._uncertain),
+                cut_off_calls=self._cut_off_calls,
+                waiting=len(self._waiters),
                 refused_usd=_to_usd(self._refused),
                 refused_calls=self._refused_calls,
                 overshoot_usd=_to_usd(self._overshoot),
@@ -536,9 +849,11 @@ class CostLedger:
     def __repr__(self) -> str:
         s = self.snapshot()
         limit = "None" if s.limit_usd is None else f"{s.limit_usd:.6g}"
+        uncertain = f", uncertain_usd={s.uncertain_usd:.6g}" if s.uncertain_usd else ""
         return (
-            f"CostLedger(limit_usd={limit}, spent_usd={s.spent_usd:.6g}, "
+            f"CostLedger(limit_usd={limit}, spent_usd={s.spent_usd:.6g}{uncertain}, "
             f"reserved_usd={s.reserved_usd:.6g}, in_flight={s.in_flight}, "
-            f"committed_calls={s.committed_calls}, refused_calls={s.refused_calls}, "
-            f"refused_usd={s.refused_usd:.6g}, overshoot_usd={s.overshoot_usd:.6g})"
+            f"waiting={s.waiting}, committed_calls={s.committed_calls}, "
+            f"refused_calls={s.refused_calls}, refused_usd={s.refused_usd:.6g}, "
+            f"overshoot_usd={s.overshoot_usd:.6g})"
         )

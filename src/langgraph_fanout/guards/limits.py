@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
 
 from langgraph_fanout.errors import AgentLimitExceeded, ConfigurationError
-from langgraph_fanout.guards.ledger import CostLedger
+from langgraph_fanout.guards.ledger import CostLedger, Reservation
 from langgraph_fanout.guards.ratelimit import RateLimiter
 
 RUN = {"scope": "run"}
@@ -299,12 +299,14 @@ class SharedRun:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """Where the current code runs: the shared run, the depth, the call's slot and loop."""
+    """Where the current code runs: the shared run, the depth, the call's slot and loop,
+    and the budget reservations of the calls it runs inside (they settle only after it)."""
 
     run: SharedRun
     depth: int
     lease: SlotLease | None = None
     loop: asyncio.AbstractEventLoop | None = None
+    reservations: tuple[Reservation, ...] = ()
 
 
 _SCOPE: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(

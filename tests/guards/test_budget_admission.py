@@ -1,0 +1,339 @@
+"""A budget that waits for money in flight instead of refusing work it can afford.
+
+Admission (``CostLedger.admit``) queues a call whose worst case does not fit *yet*, first in
+first out, and admits it when settlements free room; it refuses only what can never fit.
+Tested the way production hurts it: many calls in flight at once, real costs far below the
+worst case, nesting, cancellations at random moments, and a stateful model of the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+import fakeclock
+from langgraph_fanout import (
+    BudgetExceeded,
+    DispatchResourceLimits,
+    Price,
+    dispatch_agents,
+)
+from langgraph_fanout.graphs.tree import create_tree_graph
+from langgraph_fanout.guards.ledger import CostLedger, Reservation
+from langgraph_fanout.testing import SimulatedChatModel
+
+# Output tokens only, $1 per thousand: a call's worst case is its max_tokens in cents/10.
+MILLI = Price(input_per_mtok=0.0, output_per_mtok=1_000.0)
+
+
+def _model(*, worst_over_real: int, latency_s: float = 0.2) -> SimulatedChatModel:
+    """Every call reports 10 output tokens ($0.00001 each) of a worst case 10x or 100x that."""
+    return SimulatedChatModel(
+        model_name="sim-milli",
+        max_tokens=10 * worst_over_real,
+        usage_override=(0, 10),
+        latency_s=latency_s,
+    )
+
+
+REAL = 10 * MILLI.output_per_mtok / 1e6  # $0.01 per call
+
+
+@pytest.mark.parametrize("concurrency", [1, 10, 50])
+@pytest.mark.parametrize(("worst_over_real", "budget_over_real"), [(10, 2), (100, 10)])
+def test_calls_far_below_their_worst_case_all_run_at_any_concurrency(
+    concurrency: int, worst_over_real: int, budget_over_real: int
+) -> None:
+    # 50 calls; the budget is a few times their real total but holds only a handful of
+    # worst cases at once. Calls wait for the ones in flight to settle instead of failing.
+    model = _model(worst_over_real=worst_over_real)
+    cap = budget_over_real * 50 * REAL
+
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            "Question {n}",
+            [{"n": i} for i in range(50)],
+            agent=model,
+            prices={"sim-milli": MILLI},
+            limits=DispatchResourceLimits(max_concurrent=concurrency, max_total_cost_usd=cap),
+        )
+
+    result = fakeclock.run(scenario())
+    report = result.report
+    assert report.succeeded == 50, report.failures_by_kind
+    assert report.total_spent_usd == pytest.approx(50 * REAL)
+    assert report.spent_usd == pytest.approx(sum(r.cost_usd for r in result))
+    assert report.refused_usd == 0 and report.uncertain_usd == 0
+    # The cap holds 5 or 10 worst cases, fewer as the spend grows: past one call in flight
+    # some calls had to wait for room (holding no slot).
+    if concurrency > 1:
+        assert report.budget_wait_s > 0
+        assert all(r.duration_s < 0.2 + 1e-3 for r in result)  # waiting is not latency
+    else:
+        assert report.budget_wait_s == 0
+
+
+def test_the_seed_case_still_refuses_what_can_never_fit() -> None:
+    # 100 calls whose real cost is their worst case ($0.01) against $0.05 at 10 in flight:
+    # the first 5 run, the rest wait, and once those 5 are spent nothing can ever fit.
+    model = SimulatedChatModel(
+        model_name="sim-cent", max_tokens=1, usage_override=(0, 1), latency_s=0.5
+    )
+
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            "Question {n}",
+            [{"n": i} for i in range(100)],
+            agent=model,
+            prices={"sim-cent": Price(input_per_mtok=0.0, output_per_mtok=10_000.0)},
+            limits=DispatchResourceLimits(max_concurrent=10, max_total_cost_usd=0.05),
+        )
+
+    result = fakeclock.run(scenario())
+    report = result.report
+    assert report.succeeded == 5 and model.calls == 5
+    assert report.total_spent_usd == pytest.approx(0.05)
+    assert report.failures_by_kind == {"budget_exceeded": 95}
+    refused = [r.error for r in result if not r.ok]
+    assert all(isinstance(e, BudgetExceeded) for e in refused)
+    assert all(e.estimate_usd == pytest.approx(0.01) for e in refused)  # type: ignore[union-attr]
+    assert "$0.0500 spent" in str(refused[-1])
+
+
+def test_a_tree_of_32_leaves_with_three_times_its_real_cost_completes_every_leaf() -> None:
+    # Each leaf's worst case is 10x its real cost: the cap holds 9 of the 32 leaves' worst
+    # cases at once, and every leaf still runs, waiting for its siblings to settle.
+    leaf = _model(worst_over_real=10, latency_s=0.1)
+
+    def split(task: list[int]) -> list[list[int]] | None:
+        if len(task) <= 1:
+            return None
+        middle = len(task) // 2
+        return [task[:middle], task[middle:]]
+
+    def combine(task: list[int], parts: list[Any]) -> list[Any]:
+        return [p for part in parts for p in (part if isinstance(part, list) else [part])]
+
+    graph = create_tree_graph(
+        leaf,
+        split=split,
+        combine=combine,
+        max_depth=5,
+        prices={"sim-milli": MILLI},
+        limits=DispatchResourceLimits(max_concurrent=32, max_total_cost_usd=3 * 32 * REAL),
+    ).compile()
+
+    async def scenario() -> Any:
+        return await graph.ainvoke({"task": list(range(32))})
+
+    out = fakeclock.run(scenario())
+    assert out["status"] == "ok", out["error"]
+    assert out["leaves"] == 32 and leaf.calls == 32
+    assert out["report"]["total_spent_usd"] == pytest.approx(32 * REAL)
+
+
+async def test_a_nested_call_never_waits_for_the_reservation_of_the_call_it_runs_in() -> None:
+    # The parent holds $0.06 of a $0.10 cap while its children run: a child asking $0.05
+    # can never fit while its own parent holds its room, so it is refused at once.
+    ledger = CostLedger(limit_usd=0.10)
+    parent = ledger.reserve(agent="parent", estimate_usd=0.06)
+    with pytest.raises(BudgetExceeded) as info:
+        await asyncio.wait_for(
+            ledger.admit(agent="child", estimate_usd=0.05, inside=(parent,)), timeout=5
+        )
+    assert info.value.waited_s == 0
+    # A child that fits beside its parent waits for a sibling instead.
+    sibling = ledger.reserve(agent="sibling", estimate_usd=0.03)
+    waiting = asyncio.create_task(ledger.admit(agent="child", estimate_usd=0.04, inside=(parent,)))
+    await asyncio.sleep(0)
+    assert ledger.waiting == 1
+    sibling.commit(0.0)
+    child = await asyncio.wait_for(waiting, timeout=5)
+    assert child.estimate_usd == 0.04 and ledger.waiting == 0
+
+
+async def test_when_every_call_in_flight_waits_on_queued_calls_the_queue_moves() -> None:
+    # Two parents each hold $0.04 of $0.10; each starts a child asking $0.03. Neither
+    # parent can settle before its child runs, and the first child needs the other
+    # parent's room: rather than wait forever, the head of the queue is refused, which
+    # lets its parent settle and the other child in.
+    ledger = CostLedger(limit_usd=0.10)
+    first = ledger.reserve(agent="p1", estimate_usd=0.04)
+    second = ledger.reserve(agent="p2", estimate_usd=0.04)
+    child_one = asyncio.create_task(ledger.admit(agent="c1", estimate_usd=0.03, inside=(first,)))
+    await asyncio.sleep(0)
+    assert ledger.waiting == 1  # p2 is running: it may still settle
+    child_two = asyncio.create_task(ledger.admit(agent="c2", estimate_usd=0.03, inside=(second,)))
+    with pytest.raises(BudgetExceeded):
+        await asyncio.wait_for(child_one, timeout=5)
+    first.commit(0.01)  # the refused child's parent ends
+    granted = await asyncio.wait_for(child_two, timeout=5)
+    assert granted.agent == "c2"
+
+
+async def test_a_waiter_gives_up_at_its_timeout_and_a_cancelled_one_holds_nothing() -> None:
+    ledger = CostLedger(limit_usd=0.10)
+    held = ledger.reserve(agent="a", estimate_usd=0.08)
+    with pytest.raises(BudgetExceeded) as info:
+        await ledger.admit(agent="b", estimate_usd=0.05, timeout_s=0.01)
+    assert info.value.waited_s >= 0.01
+    assert "after waiting" in str(info.value)
+    assert ledger.refused_calls == 1 and ledger.waiting == 0
+    cancelled = asyncio.create_task(ledger.admit(agent="c", estimate_usd=0.05))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    held.release()
+    snapshot = ledger.snapshot()
+    assert (snapshot.waiting, snapshot.in_flight, snapshot.reserved_usd) == (0, 0, 0.0)
+    assert ledger.refused_calls == 1  # a cancelled wait is not a refusal
+
+
+async def test_a_cut_off_call_is_billed_its_input_and_its_output_stays_uncertain() -> None:
+    ledger = CostLedger(limit_usd=0.10)
+    reservation = await ledger.admit(agent="a", estimate_usd=0.05)
+    reservation.cut_off(0.01, 0.04)
+    snapshot = ledger.snapshot()
+    assert (snapshot.spent_usd, snapshot.uncertain_usd) == (0.01, 0.04)
+    assert snapshot.remaining_usd == pytest.approx(0.05)
+    assert not ledger.can_fit(0.06)  # the uncertain output still counts against the cap
+    reservation.commit(0.03)  # the real usage arrived late: it replaces both
+    assert (ledger.spent_usd, ledger.uncertain_usd) == (0.03, 0.0)
+    assert ledger.spent_by_agent == {"a": 0.03}
+    with pytest.raises(RuntimeError, match="settle it only once"):
+        reservation.commit(0.03)
+
+
+# ---------------------------------------------------------------------------- stateful model
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    """Admissions, commits, releases, cut-offs and cancellations in any order.
+
+    Each call commits at most its estimate (the output size is known), so the cap must hold
+    against ``spent + uncertain``; queued admissions are granted in the order they queued.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.cap = 100
+        self.ledger = CostLedger(limit_usd=self.cap / 1000)
+        self.tasks: list[tuple[int, asyncio.Task[Reservation]]] = []
+        self.held: list[Reservation] = []
+        self.queued: list[int] = []  # ids of admissions that had to wait, in queue order
+        self.granted_after_wait: list[int] = []
+        self.next_id = 0
+
+    def _spin(self) -> None:
+        async def spin() -> None:
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+        self.loop.run_until_complete(spin())
+        still: list[tuple[int, asyncio.Task[Reservation]]] = []
+        for ident, task in self.tasks:
+            if not task.done():
+                still.append((ident, task))
+                continue
+            if task.cancelled():
+                continue
+            if task.exception() is None:
+                self.held.append(task.result())
+                if ident in self.queued:
+                    self.granted_after_wait.append(ident)
+        self.tasks = still
+
+    @rule(estimate=st.integers(0, 60))
+    def admit(self, estimate: int) -> None:
+        ident = self.next_id
+        self.next_id += 1
+        before = self.ledger.waiting
+        task = self.loop.create_task(
+            self.ledger.admit(agent=f"a{ident}", estimate_usd=estimate / 1000)
+        )
+        self.tasks.append((ident, task))
+        self._spin()
+        if self.ledger.waiting > before and not task.done():
+            self.queued.append(ident)
+
+    @precondition(lambda self: self.held)
+    @rule(pick=st.integers(0, 1000), share=st.floats(0, 1), how=st.sampled_from("ccrx"))
+    def settle(self, pick: int, share: float, how: str) -> None:
+        reservation = self.held.pop(pick % len(self.held))
+        estimate = reservation.estimate_usd
+        if how == "c":
+            reservation.commit(estimate * share)
+        elif how == "r":
+            reservation.release()
+        else:
+            reservation.cut_off(estimate * share / 2, estimate * (1 - share / 2) * share)
+        self._spin()
+
+    @precondition(lambda self: self.tasks)
+    @rule(pick=st.integers(0, 1000))
+    def cancel(self, pick: int) -> None:
+        _, task = self.tasks[pick % len(self.tasks)]
+        task.cancel()
+        self._spin()
+
+    @invariant()
+    def the_cap_holds_against_what_the_provider_may_bill(self) -> None:
+        s = self.ledger.snapshot()
+        assert s.spent_usd + s.uncertain_usd + s.reserved_usd <= self.cap / 1000 + 1e-9
+        assert s.in_flight == len(self.held)
+        assert s.waiting == len(self.tasks)
+
+    @invariant()
+    def waiters_are_granted_first_in_first_out(self) -> None:
+        waiting = {ident for ident, _ in self.tasks}
+        for ident in self.granted_after_wait:
+            earlier = [q for q in self.queued if q < ident]
+            assert not (waiting & set(earlier)), (ident, waiting)
+
+    def teardown(self) -> None:
+        # Releasing everything held admits or refuses every waiter: none is left behind.
+        for _ in range(len(self.held) + len(self.tasks) + 2):
+            while self.held:
+                self.held.pop().release()
+            self._spin()
+        assert not self.tasks and self.ledger.waiting == 0
+        assert self.ledger.reserved_usd == 0 or self.held
+        self.loop.close()
+
+
+LedgerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+test_the_ledger_under_any_interleaving = LedgerMachine.TestCase
+
+
+def test_random_cancels_leave_no_waiter_and_no_reservation_behind() -> None:
+    # 200 admissions racing 20 settlers and random cancels on one loop.
+    rng = random.Random(7)
+    ledger = CostLedger(limit_usd=0.05)
+
+    async def one(i: int) -> None:
+        try:
+            r = await ledger.admit(agent=f"a{i}", estimate_usd=rng.choice([0.01, 0.02, 0.03]))
+        except BudgetExceeded:
+            return
+        await asyncio.sleep(rng.random() / 100)
+        r.commit(r.estimate_usd * rng.random() / 20)
+
+    async def scenario() -> None:
+        tasks = [asyncio.create_task(one(i)) for i in range(200)]
+        for _ in range(40):
+            await asyncio.sleep(rng.random() / 200)
+            rng.choice(tasks).cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    fakeclock.run(scenario())
+    s = ledger.snapshot()
+    assert (s.waiting, s.in_flight, s.reserved_usd) == (0, 0, 0.0)
+    assert s.spent_usd <= 0.05
