@@ -7,6 +7,9 @@ Cases (each over the same prompts of ~200 o200k tokens, model ``gpt-4o``):
       different (the token-count cache never hits): the honest per-call figure.
   guard_repeated_prompt: the same with one prompt repeated (a fan-out of one template
       over a shared system prompt hits the count cache).
+  admit_distinct_prompts: the pipeline's path: ``worst_case`` + ``await ledger.admit`` (the
+      waiting admission, under a cap) + ``commit``, inside one event loop. The target
+      applies to this one.
 
 Usage: python benchmarks/cost_ledger.py [--calls N] [--runs R]
 Each figure is the median of R runs (wall clock, and CPU time of this process); ratios are
@@ -17,6 +20,7 @@ on distinct prompts it runs at ~0.9x tiktoken's own speed.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -97,6 +101,21 @@ def main() -> None:
 
         return run
 
+    def admit(batch: list[str]) -> Callable[[], int]:
+        async def calls() -> None:
+            counter = TokenCounter()
+            ledger = CostLedger(limit_usd=1e9)  # a cap, so admission checks it every call
+            for p in batch:
+                est = estimator(counter).worst_case(agent, p)
+                reservation = await ledger.admit(agent="bench", estimate_usd=est.usd)
+                reservation.commit(est.usd / 2)
+
+        def run() -> int:
+            asyncio.run(calls())
+            return len(batch)
+
+        return run
+
     guard(prompts[:10])()  # warm up: load the encoding once outside the timings
     load_before = os.getloadavg()[0]
     measured = {
@@ -104,6 +123,7 @@ def main() -> None:
         "ledger_only": rate(ledger_only, args.runs),
         "guard_distinct_prompts": rate(guard(prompts), args.runs),
         "guard_repeated_prompt": rate(guard([prompts[0]] * args.calls), args.runs),
+        "admit_distinct_prompts": rate(admit(prompts), args.runs),
     }
     results = {k: wall for k, (wall, _) in measured.items()}
     floor = results["tiktoken_encode"]
@@ -123,8 +143,8 @@ def main() -> None:
                 "calls_per_cpu_s": {k: round(cpu) for k, (_, cpu) in measured.items()},
                 "ratio_to_tiktoken_encode": {k: round(v / floor, 3) for k, v in results.items()},
                 "target_calls_per_s": TARGET_CALLS_PER_S,
-                "meets_target_wall": results["guard_distinct_prompts"] >= TARGET_CALLS_PER_S,
-                "meets_target_cpu": measured["guard_distinct_prompts"][1] >= TARGET_CALLS_PER_S,
+                "meets_target_wall": results["admit_distinct_prompts"] >= TARGET_CALLS_PER_S,
+                "meets_target_cpu": measured["admit_distinct_prompts"][1] >= TARGET_CALLS_PER_S,
             },
             indent=2,
         )
