@@ -34,6 +34,7 @@ from langgraph_fanout import (
     Guards,
     HedgePolicy,
     NestedLimitsWarning,
+    Price,
     Status,
     StopCondition,
     SubAgent,
@@ -444,8 +445,13 @@ def test_a_misspelled_option_is_a_configuration_error_at_run_time(
 def test_guards_validate_their_values_once() -> None:
     with pytest.raises(ConfigurationError, match="cache_mode must be one of"):
         Guards(cache_mode="sometimes")
-    with pytest.raises(ConfigurationError, match="not a Price for \\['m'\\]"):
-        Guards(prices={"m": (1.0, 2.0)})  # type: ignore[dict-item]
+    # A Price or an (input, output) pair per million tokens; anything else names the model.
+    assert Guards(prices={"m": (1.0, 2.0)}).prices == {
+        "m": Price(input_per_mtok=1.0, output_per_mtok=2.0)
+    }
+    for bad in [(1.0,), ("1", 2), {"input": 1}, 0.15, (1.0, -2.0), (True, 1.0)]:
+        with pytest.raises(ConfigurationError, match="price of 'm'"):
+            Guards(prices={"m": bad})  # type: ignore[dict-item]
     with pytest.raises(ConfigurationError, match="policy must be ErrorRecoveryPolicy"):
         Guards(policy="retry")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="guards must be a Guards"):

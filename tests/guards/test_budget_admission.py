@@ -23,6 +23,7 @@ from langgraph_fanout import (
     DispatchResourceLimits,
     Price,
     dispatch_agents,
+    lookup_price,
 )
 from langgraph_fanout.graphs.tree import create_tree_graph
 from langgraph_fanout.guards.ledger import CostLedger, Reservation
@@ -337,3 +338,25 @@ def test_random_cancels_leave_no_waiter_and_no_reservation_behind() -> None:
     s = ledger.snapshot()
     assert (s.waiting, s.in_flight, s.reserved_usd) == (0, 0, 0.0)
     assert s.spent_usd <= 0.05
+
+
+def test_the_offline_simulator_is_priced_and_runs_under_a_budget() -> None:
+    # The quickstart with SimulatedChatModel() and a cap: no prices= needed, nonzero spend.
+    model = SimulatedChatModel()
+
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            "Classify this receipt: {text}",
+            [{"text": f"receipt {i}"} for i in range(50)],
+            agent=model,
+            limits=DispatchResourceLimits(max_concurrent=10, max_total_cost_usd=0.05),
+        )
+
+    result = fakeclock.run(scenario())
+    assert result.report.succeeded == 50
+    price = lookup_price("simulated-small")
+    assert price == Price(input_per_mtok=0.15, output_per_mtok=0.60)
+    expected = sum(price.cost(r.input_tokens, r.output_tokens) for r in result)
+    assert 0 < result.report.total_spent_usd == pytest.approx(expected)
+    assert "$0 " not in result.report.summary()  # small spend is shown, never as zero
+    assert "$0.0000" not in result.report.summary()

@@ -1,8 +1,8 @@
 """The deep dive's stage: its inputs, the simulated judgement, and the run's shared state.
 
 The sections in ``demo_sections`` dispatch over these inputs (receipts, documents, labels)
-to simulated models priced with ``PRICES``; ``Runner`` prints their lines and keeps every
-model and report so the totals at the end are counted, not typed in.
+to simulated models (priced by the engine's price table); ``Runner`` prints their lines and
+keeps every model and report so the totals at the end are counted, not typed in.
 """
 
 from __future__ import annotations
@@ -17,16 +17,9 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langgraph_fanout.core.report import DispatchReport
 from langgraph_fanout.engine.dispatch import DispatchResult
 from langgraph_fanout.guards.breaker import BreakerRegistry
-from langgraph_fanout.guards.pricing import Price
-from langgraph_fanout.testing import SIMULATED_MODEL_PRICES, SimulatedChatModel
+from langgraph_fanout.testing import SimulatedChatModel
 
 Out = Callable[[str], None]
-
-PRICES = {
-    name: Price(input_per_mtok=inp, output_per_mtok=out)
-    for name, (inp, out) in SIMULATED_MODEL_PRICES.items()
-}
-"""The simulator's made-up prices, so the demo's costs are computed, not zero."""
 
 RECEIPTS = [
     "Lunch at Luigi's trattoria, 2 pasta, 1 water",

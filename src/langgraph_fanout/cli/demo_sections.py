@@ -17,7 +17,6 @@ from langgraph_fanout.aggregate.voting import majority_vote
 from langgraph_fanout.cli.demo_runner import (
     DOCUMENTS,
     LABELS,
-    PRICES,
     QUERY,
     RECEIPTS,
     Runner,
@@ -50,7 +49,6 @@ async def batch_processing(run: Runner) -> dict[str, Any]:
             "Classify this receipt as food, travel or office. One word.\n{text}",
             [{"text": r} for r in RECEIPTS * 2],
             agent=model,
-            prices=PRICES,
             aggregate=collect_all(),
             limits=DispatchResourceLimits(max_concurrent=10, max_total_cost_usd=0.10),
         )
@@ -88,7 +86,7 @@ async def consensus_vote(run: Runner) -> dict[str, Any]:
     ]
     question = "Category of 'USB-C charging cable, 2 m'? electronics, office or kitchen."
     tasks = [Task(index=i, agent=a, prompt=question) for i, a in enumerate(agents)]
-    dispatcher = Dispatcher(aggregate=majority_vote(early=None), prices=PRICES)
+    dispatcher = Dispatcher(aggregate=majority_vote(early=None))
     result = run.keep(await dispatcher.run_tasks(tasks))
     vote = result.aggregate
     run.line(f"{len(agents)} models completed in {result.report.wall_time_s:.2f}s")
@@ -109,7 +107,6 @@ async def parallel_search(run: Runner) -> dict[str, Any]:
             'Query: {query}\nDocument {doc_id}: {text}\nReply with JSON {{"doc", "score"}}.',
             [{"query": QUERY, "doc_id": d, "text": t} for d, t in DOCUMENTS.items()],
             agent=model,
-            prices=PRICES,
             aggregate=rank_by_metric("score"),
         )
     )
@@ -217,9 +214,7 @@ async def idempotency_cache(run: Runner) -> dict[str, Any]:
     items = [{"q": f"question {i}"} for i in range(10)]
     reports = []
     for _ in range(2):
-        result = run.keep(
-            await dispatch_agents("Answer {q}", items, agent=model, cache=cache, prices=PRICES)
-        )
+        result = run.keep(await dispatch_agents("Answer {q}", items, agent=model, cache=cache))
         reports.append(result.report)
     first, second = reports
     faster = first.wall_time_s / max(second.wall_time_s, 1e-9)
@@ -346,7 +341,7 @@ async def ensemble_intelligence(run: Runner) -> dict[str, Any]:
         for v in range(voters)
     ]
     limits = DispatchResourceLimits(max_concurrent=len(tasks))
-    result = run.keep(await Dispatcher(limits=limits, prices=PRICES).run_tasks(tasks))
+    result = run.keep(await Dispatcher(limits=limits).run_tasks(tasks))
     vote = majority_vote(early=None)
     right_per_voter = [0] * voters
     ensemble_right = 0
@@ -393,7 +388,6 @@ async def fail_safe(run: Runner, quota: dict[str, Any]) -> dict[str, Any]:
             agents={"backup": backup},
             policy=policy,
             breakers=run.breakers,
-            prices=PRICES,
             limits=DispatchResourceLimits(max_concurrent=4),
         )
     )

@@ -19,7 +19,7 @@ from langgraph_fanout.core.prompts import PromptTemplate
 from langgraph_fanout.engine.agents import SubAgent
 from langgraph_fanout.errors import FanoutError
 from langgraph_fanout.guards.pricing import Price
-from langgraph_fanout.testing import FAILURE_KINDS, SIMULATED_MODEL_PRICES, SimulatedChatModel
+from langgraph_fanout.testing import FAILURE_KINDS, SimulatedChatModel
 
 SIMULATED_KEYS = ("model", "seed", "latency", "fail", "fail_kind", "choices", "max_tokens")
 """The ``key=value`` options of ``--model simulated:...``."""
@@ -174,10 +174,7 @@ def resolve_model(
     name, _, options = spec.partition(":")
     if name.strip().lower() == "simulated":
         model = _simulated(options, max_tokens)
-        prices = {
-            n: Price(input_per_mtok=inp, output_per_mtok=out)
-            for n, (inp, out) in SIMULATED_MODEL_PRICES.items()
-        }
+        prices: dict[str, Price] = {}  # the simulated models are in the price table
         if price is not None:
             prices[model.model_name] = price
         return ModelChoice(SubAgent.of(model), prices, model.latency_s)

@@ -17,7 +17,8 @@ import asyncio
 import dataclasses
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypedDict
+from types import MappingProxyType
+from typing import Any, TypedDict, cast
 
 from langgraph_fanout.engine.agents import SubAgent
 from langgraph_fanout.engine.call import PipelineGuards
@@ -26,7 +27,7 @@ from langgraph_fanout.guards.breaker import BreakerRegistry, default_breakers
 from langgraph_fanout.guards.cache import CacheMode, IdempotencyCache
 from langgraph_fanout.guards.hedging import HedgePolicy
 from langgraph_fanout.guards.ledger import CostLedger
-from langgraph_fanout.guards.pricing import Price
+from langgraph_fanout.guards.pricing import Price, as_price
 from langgraph_fanout.guards.ratelimit import EndpointPauses, RateLimiter, default_pauses
 from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, ErrorStrategy
 from langgraph_fanout.guards.screening import InjectionPolicy, ScreeningPolicy
@@ -52,7 +53,7 @@ class GuardOptions(TypedDict, total=False):
     cache: IdempotencyCache | bool | None
     cache_mode: CacheMode | str
     screening: ScreeningPolicy | None
-    prices: Mapping[str, Price] | None
+    prices: Mapping[str, Price | tuple[float, float]] | None
     ledger: CostLedger | None
     rate_limiter: RateLimiter | None
     breakers: BreakerRegistry | None
@@ -75,7 +76,8 @@ class Guards:
         cache_mode: ``"use"``, ``"refresh"`` or ``"bypass"``.
         screening: argument screening and output redaction (default: flag injection
             markers, no redaction); ``None`` for neither.
-        prices: model id -> ``Price`` for models the price table does not know.
+        prices: model id -> ``Price`` (or an ``(input_per_mtok, output_per_mtok)`` pair in
+            USD per million tokens) for models the price table does not know.
         ledger: a budget to share with other runs (its cap is the budget).
         rate_limiter: a rate limiter to share (e.g. one per provider).
         breakers: the breaker registry (process-wide by default).
@@ -92,7 +94,7 @@ class Guards:
     cache: IdempotencyCache | bool | None = None
     cache_mode: CacheMode | str = CacheMode.USE
     screening: ScreeningPolicy | None = DEFAULT_SCREENING
-    prices: Mapping[str, Price] | None = None
+    prices: Mapping[str, Price | tuple[float, float]] | None = None
     ledger: CostLedger | None = None
     rate_limiter: RateLimiter | None = None
     breakers: BreakerRegistry | None = None
@@ -125,12 +127,9 @@ class Guards:
                 raise ConfigurationError(
                     f"prices must map model ids to Price, got {type(self.prices).__name__}"
                 )
-            bad = sorted(str(k) for k, v in self.prices.items() if not isinstance(v, Price))
-            if bad:
-                raise ConfigurationError(
-                    f"prices must map model ids to Price(input_per_mtok=..., "
-                    f"output_per_mtok=...); not a Price for {bad}"
-                )
+            # A Price or an (input, output) pair per million tokens; anything else is named.
+            prices = {str(k): as_price(v, model=str(k)) for k, v in self.prices.items()}
+            object.__setattr__(self, "prices", MappingProxyType(prices))
         policy = self.policy
         if (
             policy is not None
@@ -171,7 +170,8 @@ class Guards:
             cache=cache,
             cache_mode=CacheMode(self.cache_mode),
             screening=self.screening,
-            prices=self.prices,
+            # Every value is a Price by now: __post_init__ converted the pairs.
+            prices=cast("Mapping[str, Price] | None", self.prices),
             sleep=self.sleep if self.sleep is not None else asyncio.sleep,
             rng=self.rng,
             hedge=self.hedge,

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 import genai_prices
 from genai_prices.data_snapshot import get_snapshot
@@ -102,6 +102,42 @@ def _rate(value: Any, above_input_tokens: int | None = None) -> float | None:
     return float(value)
 
 
+SIMULATED_PRICES: Final[Mapping[str, Price]] = {
+    "simulated-small": Price(input_per_mtok=0.15, output_per_mtok=0.60),
+    "simulated-large": Price(input_per_mtok=2.50, output_per_mtok=10.00),
+}
+"""The made-up prices of the offline simulator's models (``SimulatedChatModel``), part of
+the price table so that simulated runs are budgeted exactly as real ones."""
+
+
+def as_price(value: object, *, model: str) -> Price:
+    """``value`` as a ``Price``: a ``Price``, or an ``(input_per_mtok, output_per_mtok)``
+    pair in USD per million tokens.
+
+    Raises:
+        ConfigurationError: anything else, naming ``model``.
+
+    Example:
+        >>> as_price((0.15, 0.60), model="simulated-small").output_per_mtok
+        0.6
+    """
+    if isinstance(value, Price):
+        return value
+    if (
+        isinstance(value, tuple | list)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        try:
+            return Price(input_per_mtok=float(value[0]), output_per_mtok=float(value[1]))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"price of {model!r}: {exc}") from None
+    raise ConfigurationError(
+        f"price of {model!r} must be a Price(input_per_mtok=..., output_per_mtok=...) or an "
+        f"(input_per_mtok, output_per_mtok) pair in USD per million tokens, got {value!r}"
+    )
+
+
 @lru_cache(maxsize=2048)
 def _genai_price(model: str, provider: str | None) -> Price | None:
     if provider is not None:
@@ -167,4 +203,7 @@ def lookup_price(
         for key in (model, bare):
             if key in overrides:
                 return overrides[key]
+    simulated = SIMULATED_PRICES.get(bare)
+    if simulated is not None:
+        return simulated
     return _genai_price(bare, provider or prefix)

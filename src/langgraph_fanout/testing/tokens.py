@@ -8,11 +8,13 @@ from typing import Any, Final
 
 from langchain_core.messages import BaseMessage
 
+from langgraph_fanout.guards.pricing import SIMULATED_PRICES
+
 SIMULATED_MODEL_PRICES: Final[Mapping[str, tuple[float, float]]] = {
-    "simulated-small": (0.15, 0.60),
-    "simulated-large": (2.50, 10.00),
+    name: (price.input_per_mtok, price.output_per_mtok) for name, price in SIMULATED_PRICES.items()
 }
-"""Made-up prices (input, output) in USD per million tokens, for offline cost demos."""
+"""Made-up prices (input, output) in USD per million tokens of the simulated models. They are
+in the engine's price table (``lookup_price``), so a budget needs no ``prices=`` for them."""
 
 _TOKENS_PER_MESSAGE: Final = 4
 _TOKENS_PER_REPLY: Final = 3
