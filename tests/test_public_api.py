@@ -58,6 +58,7 @@ PUBLIC = [
     "InvalidItem",
     "KeyNotFound",
     "NestedLimitsWarning",
+    "OutputLimitWarning",
     "Price",
     "PromptTemplate",
     "RateLimiter",

@@ -325,12 +325,22 @@ class UnpricedModel(RefusedError):
     def __init__(self, *, agent: str, model: str | None) -> None:
         self.agent = agent
         self.model = model
-        super().__init__(
-            f"no price known for model {model!r} of agent {agent!r}: pass "
-            "price=Price(input_per_mtok=..., output_per_mtok=...) or allow_unpriced=True",
-            agent=agent,
-            model=model,
-        )
+        if model is None:
+            message = (
+                f"agent {agent!r} is a function whose spend cannot be counted under a budget: "
+                f"give it a price per call (SubAgent.of(fn, cost_per_call_usd=...)), or take "
+                f"a config argument and pass it to the models it calls (their usage is then "
+                f"billed), or set DispatchResourceLimits(allow_unpriced=True) to run it at $0"
+            )
+        else:
+            message = (
+                f"no price known for model {model!r} of agent {agent!r}: pass "
+                f"prices={{{model!r}: Price(input_per_mtok=..., output_per_mtok=...)}} (or an "
+                f"(input, output) pair in USD per million tokens) to the dispatch, graph or "
+                f"tool, or SubAgent.of(agent, price=...), or set "
+                f"DispatchResourceLimits(allow_unpriced=True) to count it at $0"
+            )
+        super().__init__(message, agent=agent, model=model)
 
 
 class AgentLimitExceeded(RefusedError):
@@ -480,6 +490,11 @@ class ClientRetriesWarning(FanoutWarning):
 class NestedLimitsWarning(FanoutWarning):
     """A nested dispatch set a limit that only the top-level run applies (the budget,
     agent count, depth, rates): the enclosing run's apply; the message names the fields."""
+
+
+class OutputLimitWarning(FanoutWarning):
+    """A model returned more output tokens than its declared max (a server ignoring
+    ``max_tokens``): the excess is charged, and the run reserves the larger size from then on."""
 
 
 class TokenEstimateWarning(FanoutWarning):

@@ -365,7 +365,8 @@ async def test_nested_delegation_draws_from_the_parent_dispatch() -> None:
     inner_client = A2AClient({"leaf": model(responses=["leaf"] * 4)}, prices=PRICES)
     seen: list[DelegationResult] = []
 
-    async def parent(prompt: str) -> str:
+    # It takes a config, so what it calls is counted: a plain function under a budget must.
+    async def parent(prompt: str, config: Any) -> str:
         result = await inner_client.delegate(
             AgentDelegationRequest(agent_id="leaf", task=prompt, timeout=5)
         )
@@ -403,7 +404,7 @@ async def test_sync_sub_agent_calling_a_sync_tool_shares_the_budget() -> None:
     leaf = model(responses=["leaf"] * 4)
     inner_tool = create_dispatch_tool({"leaf": leaf}, prices=PRICES)
 
-    def sync_parent(prompt: str) -> str:
+    def sync_parent(prompt: str, config: Any) -> str:
         message = inner_tool.invoke(
             {
                 "type": "tool_call",

@@ -129,7 +129,7 @@ def test_slow_call_is_beaten_by_its_hedge() -> None:
         result = await dispatch_agents(
             None,
             ["q"],
-            agent=agent,
+            agent=SubAgent.of(agent, cost_per_call_usd=0.01),
             ledger=ledger,
             hedge=HedgePolicy(after_s=1.0, max_extra_ratio=1.0),
         )
@@ -141,7 +141,8 @@ def test_slow_call_is_beaten_by_its_hedge() -> None:
     assert (r.hedges, r.hedge_won) == (1, True)
     assert agent.calls == 2 and agent.cancelled == 1  # the loser was cancelled
     assert r.duration_s == pytest.approx(1.1, abs=1e-3)
-    assert ledger.reserved_usd == 0.0 and ledger.in_flight == 0  # its reservation released
+    assert ledger.reserved_usd == 0.0 and ledger.in_flight == 0  # its reservation settled
+    assert ledger.spent_usd == pytest.approx(0.02)  # the loser was sent: it is billed too
     assert result.report.hedges_launched == 1 and result.report.hedges_won == 1
     assert result.report.calls_started == 2
 

@@ -35,7 +35,11 @@ from langgraph_fanout import (
     UnpricedModel,
     dispatch_agents,
 )
-from langgraph_fanout.errors import UnestimatedCostWarning, UnpricedModelWarning
+from langgraph_fanout.errors import (
+    OutputLimitWarning,
+    UnestimatedCostWarning,
+    UnpricedModelWarning,
+)
 from langgraph_fanout.guards.cache import IdempotencyCache
 from langgraph_fanout.guards.ledger import CostLedger
 from langgraph_fanout.guards.pricing import Price, lookup_price
@@ -146,19 +150,22 @@ async def test_unpriced_model_is_refused_under_a_budget_unless_allowed() -> None
 
 async def test_unknown_output_size_overshoot_is_recorded() -> None:
     # The agent states no max output; the limit's default (2 tokens) is too small for the
-    # 5 tokens really used: the overshoot is bounded by what was in flight and reported.
+    # 5 tokens really used: the first call's excess is charged and reported, and the run
+    # reserves 5 output tokens from then on (the later calls do not overshoot).
     model = SimulatedChatModel(model_name="sim-cent", max_tokens=None, usage_override=(0, 5))
-    result = await dispatch_agents(
-        "{n}",
-        items(3),
-        agent=SubAgent.of(model, price=CENT),
-        limits=DispatchResourceLimits(
-            max_total_cost_usd=1.0, default_max_output_tokens=2, max_concurrent=1
-        ),
-    )
+    with pytest.warns(OutputLimitWarning, match="returned 5 output tokens"):
+        result = await dispatch_agents(
+            "{n}",
+            items(3),
+            agent=SubAgent.of(model, price=CENT),
+            limits=DispatchResourceLimits(
+                max_total_cost_usd=1.0, default_max_output_tokens=2, max_concurrent=1
+            ),
+        )
     assert result.report.succeeded == 3
     assert result.report.spent_usd == pytest.approx(0.15)
-    assert result.report.overshoot_usd == pytest.approx(0.09)
+    assert result.report.overshoot_usd == pytest.approx(0.03)
+    assert [r.estimated_cost_usd for r in result] == pytest.approx([0.02, 0.05, 0.05])
 
 
 async def test_nested_dispatch_bills_each_call_once() -> None:

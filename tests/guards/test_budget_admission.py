@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import warnings
 from typing import Any
 
 import pytest
@@ -21,10 +22,14 @@ import fakeclock
 from langgraph_fanout import (
     BudgetExceeded,
     DispatchResourceLimits,
+    OutputLimitWarning,
     Price,
+    SubAgent,
+    UnpricedModel,
     dispatch_agents,
     lookup_price,
 )
+from langgraph_fanout.errors import ConfigurationError, UnpricedModelWarning
 from langgraph_fanout.graphs.tree import create_tree_graph
 from langgraph_fanout.guards.ledger import CostLedger, Reservation
 from langgraph_fanout.testing import SimulatedChatModel
@@ -360,3 +365,89 @@ def test_the_offline_simulator_is_priced_and_runs_under_a_budget() -> None:
     assert 0 < result.report.total_spent_usd == pytest.approx(expected)
     assert "$0 " not in result.report.summary()  # small spend is shown, never as zero
     assert "$0.0000" not in result.report.summary()
+
+
+# ------------------------------------------------------------------ no silent unbilled work
+
+
+async def _plain(prompt: str) -> str:
+    return f"done: {prompt}"
+
+
+def test_a_plain_function_under_a_budget_is_refused_with_what_to_do() -> None:
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            "{n}",
+            [{"n": i} for i in range(5)],
+            agent=_plain,
+            limits=DispatchResourceLimits(max_total_cost_usd=0.05),
+        )
+
+    result = fakeclock.run(scenario())
+    assert result.report.failures_by_kind == {"unpriced_model": 5}
+    error = result[0].error
+    assert isinstance(error, UnpricedModel) and error.model is None
+    for fix in ("cost_per_call_usd=", "config argument", "allow_unpriced=True"):
+        assert fix in str(error)
+
+
+def test_a_plain_function_with_a_price_per_call_is_billed_exactly() -> None:
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            "{n}",
+            [{"n": i} for i in range(100)],
+            agent=SubAgent.of(_plain, cost_per_call_usd=0.001),
+            limits=DispatchResourceLimits(max_concurrent=10, max_total_cost_usd=0.05),
+        )
+
+    result = fakeclock.run(scenario())
+    # The seed's scenario: $1.00 of work against $0.05 stops at $0.05 exactly.
+    assert result.report.succeeded == 50
+    assert result.report.total_spent_usd == pytest.approx(0.05)
+    assert result.report.failures_by_kind == {"budget_exceeded": 50}
+
+
+def test_allow_unpriced_runs_a_plain_function_and_says_so_once() -> None:
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            "{n}",
+            [{"n": i} for i in range(5)],
+            agent=_plain,
+            limits=DispatchResourceLimits(max_total_cost_usd=0.05, allow_unpriced=True),
+        )
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fakeclock.run(scenario())
+    assert result.report.succeeded == 5
+    named = [w for w in caught if issubclass(w.category, UnpricedModelWarning)]
+    assert len(named) == 1 and "'_plain'" in str(named[0].message)
+
+
+@pytest.mark.parametrize("bad", [-0.01, float("inf"), "0.01", True])
+def test_a_price_per_call_must_be_a_finite_amount(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="cost_per_call_usd must be a finite number"):
+        SubAgent.of(_plain, cost_per_call_usd=bad)
+
+
+def test_a_server_ignoring_max_tokens_is_charged_and_the_run_reserves_more() -> None:
+    # The model promises 10 output tokens and returns 40: the first call's excess is
+    # charged and reported, then every later call reserves 40 (no more overshoot).
+    model = SimulatedChatModel(model_name="sim-milli", max_tokens=10, usage_override=(0, 40))
+
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            "{n}",
+            [{"n": i} for i in range(10)],
+            agent=model,
+            prices={"sim-milli": MILLI},
+            limits=DispatchResourceLimits(max_concurrent=1, max_total_cost_usd=1.0),
+        )
+
+    with pytest.warns(
+        OutputLimitWarning, match="returned 40 output tokens, more than its max of 10"
+    ):
+        result = fakeclock.run(scenario())
+    assert result.report.succeeded == 10
+    assert result.report.overshoot_usd == pytest.approx(0.03)  # only the first call's 30
+    assert result[9].estimated_cost_usd == pytest.approx(0.04)

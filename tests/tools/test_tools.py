@@ -19,6 +19,7 @@ from conftest import FakeSleep
 from langgraph_fanout.aggregate.voting import Vote
 from langgraph_fanout.delegation.client import A2AClient
 from langgraph_fanout.delegation.requests import DelegationResult
+from langgraph_fanout.engine.agents import SubAgent
 from langgraph_fanout.engine.dispatch import DispatchResult
 from langgraph_fanout.errors import BudgetExceeded, ConfigurationError
 from langgraph_fanout.guards.limits import DispatchResourceLimits
@@ -556,7 +557,8 @@ async def test_delegate_tool_with_timeout_and_fallback_policy(fake_sleep: FakeSl
 
 async def test_delegate_tool_failure_and_refusal_messages(fake_sleep: FakeSleep) -> None:
     tool = create_delegate_tool(
-        {"slow": hang, "a": model()},
+        # A plain function under a budget states what a call costs (here nothing).
+        {"slow": SubAgent.of(hang, cost_per_call_usd=0.0), "a": model()},
         timeout=0.01,
         policy=ErrorRecoveryPolicy(max_retries=0),
         limits=budget(0.006),

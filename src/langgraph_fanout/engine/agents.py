@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import math
 import re
 import warnings
 from collections.abc import Awaitable, Callable, Hashable, Mapping
@@ -64,6 +65,10 @@ class SubAgent:
         last_message: for a graph with ``messages``, return its last message, not the state.
         breaker_key: the circuit breaker to share on purpose (agents with the same key share
             one); by default each distinct agent has its own (see ``circuit_key``).
+        cost_per_call_usd: what one call costs, for an agent whose cost cannot be counted
+            from tokens (a plain function calling an API): reserved and billed per call.
+        max_model_calls: model calls one call of this agent may make (a graph or a chain
+            that calls its model several times): its worst case is this many model calls.
     """
 
     target: Any
@@ -75,6 +80,8 @@ class SubAgent:
     price: Price | None = None
     last_message: bool = True
     breaker_key: str | None = None
+    cost_per_call_usd: float | None = None
+    max_model_calls: int | None = None
     _accepts_config: bool = field(default=False, repr=False)
     _is_async: bool = field(default=False, repr=False)
     _messages_input: bool = field(default=False, repr=False)
@@ -91,11 +98,14 @@ class SubAgent:
         price: Price | None = None,
         last_message: bool = True,
         breaker_key: str | None = None,
+        cost_per_call_usd: float | None = None,
+        max_model_calls: int | None = None,
     ) -> SubAgent:
         """Wrap ``obj``; a ``SubAgent`` is returned as is unless a field is overridden.
 
         Raises:
-            ConfigurationError: ``obj`` is not a chat model, Runnable or callable.
+            ConfigurationError: ``obj`` is not a chat model, Runnable or callable, or a
+                field is out of its domain.
         """
         if isinstance(obj, SubAgent):
             overrides = {
@@ -107,6 +117,8 @@ class SubAgent:
                     "max_output_tokens": max_output_tokens,
                     "price": price,
                     "breaker_key": breaker_key,
+                    "cost_per_call_usd": cost_per_call_usd,
+                    "max_model_calls": max_model_calls,
                 }.items()
                 if v is not None
             }
@@ -115,6 +127,22 @@ class SubAgent:
             return cls.of(obj.target, **{**obj._fields(), **overrides})
         if max_output_tokens is not None and max_output_tokens <= 0:
             raise ConfigurationError(f"max_output_tokens must be > 0, got {max_output_tokens}")
+        if cost_per_call_usd is not None and (
+            isinstance(cost_per_call_usd, bool)
+            or not isinstance(cost_per_call_usd, int | float)
+            or not 0 <= cost_per_call_usd < math.inf
+        ):
+            raise ConfigurationError(
+                f"cost_per_call_usd must be a finite number >= 0, got {cost_per_call_usd!r}"
+            )
+        if max_model_calls is not None and (
+            isinstance(max_model_calls, bool)
+            or not isinstance(max_model_calls, int)
+            or max_model_calls < 1
+        ):
+            raise ConfigurationError(
+                f"max_model_calls must be an int >= 1, got {max_model_calls!r}"
+            )
         if isinstance(obj, BaseChatModel):
             _warn_client_retries(obj)
             model = model or _model_id(obj)
@@ -131,6 +159,8 @@ class SubAgent:
                 price=price,
                 last_message=last_message,
                 breaker_key=breaker_key,
+                cost_per_call_usd=cost_per_call_usd,
+                max_model_calls=max_model_calls,
             )
         if isinstance(obj, Runnable):
             return cls(
@@ -143,6 +173,8 @@ class SubAgent:
                 price=price,
                 last_message=last_message,
                 breaker_key=breaker_key,
+                cost_per_call_usd=cost_per_call_usd,
+                max_model_calls=max_model_calls,
                 _messages_input=_takes_messages(obj),
             )
         if callable(obj):
@@ -160,6 +192,8 @@ class SubAgent:
                 price=price,
                 last_message=last_message,
                 breaker_key=breaker_key,
+                cost_per_call_usd=cost_per_call_usd,
+                max_model_calls=max_model_calls,
                 _accepts_config=_accepts_config(fn),
                 _is_async=is_async,
             )
@@ -177,6 +211,8 @@ class SubAgent:
             "price": self.price,
             "last_message": self.last_message,
             "breaker_key": self.breaker_key,
+            "cost_per_call_usd": self.cost_per_call_usd,
+            "max_model_calls": self.max_model_calls,
         }
 
     @property

@@ -41,6 +41,7 @@ from langgraph_fanout.errors import (
     CallTimeout,
     InjectionDetected,
     InvalidItem,
+    OutputLimitWarning,
     RefusedError,
     UnestimatedCostWarning,
     UnpricedModel,
@@ -458,7 +459,7 @@ class CallPipeline:
                 reservation = await run.ledger.admit(
                     agent=agent.name,
                     estimate_usd=estimate,
-                    unknown_cost=self._price(agent) is None,
+                    unknown_cost=self._price(agent) is None and agent.cost_per_call_usd is None,
                     inside=inside,
                     timeout_s=self._timeout,
                 )
@@ -593,12 +594,20 @@ class CallPipeline:
     def _estimate(self, agent: SubAgent, prompt: Any) -> tuple[float, int, float]:
         """Worst-case USD and tokens of one attempt (``CostEstimator.worst_case``), and the
         USD of its input alone (what a request cut off in flight is billed at least)."""
+        if agent.cost_per_call_usd is not None:
+            cost, limiter = agent.cost_per_call_usd, self._run.limiter
+            if limiter is None or limiter.limits.tokens_per_minute is None:
+                return cost, 0, cost
+            return cost, self._estimator.worst_case(agent, prompt).tokens, cost
         if self._price(agent) is None:
+            budget = self._run.ledger.limit_usd is not None
             if agent.model is not None or agent.kind == "chat_model":
                 self._unpriced(agent)
+            elif not agent.accepts_config and budget:
+                self._uncountable(agent)
             # Not a model itself (a callable or graph): the models it calls are billed
             # from real usage when it returns, and the cap can be overshot meanwhile.
-            if agent.accepts_config and self._run.ledger.limit_usd is not None:
+            elif agent.accepts_config and budget:
                 self._warn_unestimated(agent)
             limiter = self._run.limiter
             if limiter is None or limiter.limits.tokens_per_minute is None:
@@ -607,6 +616,30 @@ class CallPipeline:
         price = worst.price
         input_usd = 0.0 if price is None else price.cost(worst.input_tokens, 0)
         return worst.usd, worst.tokens, input_usd
+
+    def _warn_output(self, agent: SubAgent, reported: int) -> None:
+        warnings.warn(
+            f"model {agent.model!r} of agent {agent.name!r} returned {reported} output "
+            f"tokens, more than its max of {agent.max_output_tokens or 'the default'}: the "
+            "excess is charged and counted as overshoot, and the rest of the run reserves "
+            f"{reported} output tokens for its calls (does the server ignore max_tokens?)",
+            OutputLimitWarning,
+            stacklevel=2,
+        )
+
+    def _uncountable(self, agent: SubAgent) -> None:
+        """A plain function under a budget: its cost can be neither estimated nor counted."""
+        if not self._run.limits.allow_unpriced:
+            raise UnpricedModel(agent=agent.name, model=None)
+        if agent.name not in self._unpriced_warned:
+            self._unpriced_warned.add(agent.name)
+            warnings.warn(
+                f"agent {agent.name!r} is a function with no cost_per_call_usd and no config "
+                "argument, so its spend cannot be counted: allow_unpriced=True runs it at "
+                "$0 under the budget",
+                UnpricedModelWarning,
+                stacklevel=2,
+            )
 
     def _warn_unestimated(self, agent: SubAgent) -> None:
         if agent.name in self._unpriced_warned:
@@ -636,14 +669,20 @@ class CallPipeline:
     def _settle(
         self, agent: SubAgent, capture: _CallUsage | None, estimate: float, account: _Account
     ) -> float:
-        """The real cost of an attempt, from the usage its model calls reported."""
+        """The real cost of an attempt, from the usage its model calls reported (or the
+        agent's own ``cost_per_call_usd``)."""
         if capture is None:
-            return 0.0
+            return agent.cost_per_call_usd or 0.0
         total = capture.total()
         account.tokens_in += total.input_tokens
         account.tokens_out += total.output_tokens
-        if agent.kind == "chat_model" and total.input_tokens and self._needs_estimate:
-            self._estimator.learn(agent, account.prompt, total.input_tokens)
+        if agent.kind == "chat_model" and self._needs_estimate:
+            if total.input_tokens:
+                self._estimator.learn(agent, account.prompt, total.input_tokens)
+            if self._estimator.learn_output(agent, total.output_tokens):
+                self._warn_output(agent, total.output_tokens)
+        if agent.cost_per_call_usd is not None:
+            return agent.cost_per_call_usd
         if total.total_tokens == 0:
             # Nothing reported: a model that ran without usage metadata is charged its
             # worst case rather than nothing.

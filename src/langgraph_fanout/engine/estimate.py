@@ -93,14 +93,22 @@ class CostEstimator:
         return lookup_price(model, overrides=self._prices)
 
     def max_output(self, agent: SubAgent) -> int:
-        return agent.max_output_tokens or self._default_out
+        """The output assumed per model call: declared (or the default), raised to the most
+        a call of this model was seen to return in this run (a server ignoring max_tokens)."""
+        declared = agent.max_output_tokens or self._default_out
+        learned = self._learned
+        if learned:
+            return max(declared, int(learned.get((agent.model, "output"), 0)))
+        return declared
 
     def prompt_tokens(self, agent: SubAgent, prompt: Any) -> int:
         """Prompt tokens of ``prompt`` as the provider of ``agent`` bills them (counted)."""
         return self._counter.count_messages(countable(prompt), agent.model)
 
     def worst_case(self, agent: SubAgent, prompt: Any) -> WorstCase:
-        """Every output token used, no prompt-cache discount, what was learned covered."""
+        """Every output token used, no prompt-cache discount, what was learned covered; an
+        agent declaring ``max_model_calls`` that many model calls, each with the prompt;
+        ``cost_per_call_usd`` when the agent states it."""
         counted = self.prompt_tokens(agent, prompt)
         out = self.max_output(agent)
         learned = self._learned
@@ -108,9 +116,22 @@ class CostEstimator:
             ratio = learned.get((agent.model, "ratio"), 1.0)
             excess = learned.get((agent.model, "excess"), 0.0)
             counted = max(math.ceil(counted * ratio), counted + math.ceil(excess))
+        calls = agent.max_model_calls or 1
         price = self.price(agent)
-        usd = 0.0 if price is None else price.cost(counted, out)
-        return WorstCase(usd=usd, input_tokens=counted, output_tokens=out, price=price)
+        usd = 0.0 if price is None else price.cost(counted, out) * calls
+        if agent.cost_per_call_usd is not None:
+            usd = agent.cost_per_call_usd
+        return WorstCase(
+            usd=usd, input_tokens=counted * calls, output_tokens=out * calls, price=price
+        )
+
+    def learn_output(self, agent: SubAgent, reported: int) -> bool:
+        """Remember a model call that returned more output than assumed; whether it did."""
+        seen = self._learned
+        if seen is None or reported <= self.max_output(agent):
+            return False
+        seen[(agent.model, "output")] = float(reported)
+        return True
 
     def learn(self, agent: SubAgent, prompt: Any, reported: int) -> None:
         """Remember how much the provider's prompt count exceeds ours for this model."""
