@@ -65,7 +65,7 @@ def test_run_over_a_jsonl_file(receipts: Path, capsys: pytest.CaptureFixture[str
     assert "Results" in out and "Report" in out
     assert "8 finished of 8 planned" in out
     assert "Simulated answer to: Classify: receipt 3: lunch" in out
-    assert "of $0.500000 budget" in out
+    assert "of $0.5000 budget" in out
 
 
 def test_json_output_is_parsed_back(receipts: Path, tmp_path: Path) -> None:

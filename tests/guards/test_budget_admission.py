@@ -29,7 +29,7 @@ from langgraph_fanout import (
     dispatch_agents,
     lookup_price,
 )
-from langgraph_fanout.errors import ConfigurationError, UnpricedModelWarning
+from langgraph_fanout.errors import ConfigurationError, UnpricedModelWarning, usd
 from langgraph_fanout.graphs.tree import create_tree_graph
 from langgraph_fanout.guards.ledger import CostLedger, Reservation
 from langgraph_fanout.testing import SimulatedChatModel
@@ -451,3 +451,39 @@ def test_a_server_ignoring_max_tokens_is_charged_and_the_run_reserves_more() -> 
     assert result.report.succeeded == 10
     assert result.report.overshoot_usd == pytest.approx(0.03)  # only the first call's 30
     assert result[9].estimated_cost_usd == pytest.approx(0.04)
+
+
+@pytest.mark.parametrize(
+    ("amount", "shown"),
+    [
+        (0.0, "$0"),
+        (0.05, "$0.0500"),
+        (0.000041, "$0.000041"),
+        (4e-9, "$0.0000000040"),
+        (12.5, "$12.5000"),
+        (0.00099999, "$0.00100"),
+    ],
+)
+def test_money_is_shown_with_enough_digits_never_a_nonzero_amount_as_zero(
+    amount: float, shown: str
+) -> None:
+    assert usd(amount) == shown
+
+
+async def test_a_tool_answer_shows_a_small_spend() -> None:
+    from langgraph_fanout import create_dispatch_tool
+
+    tool = create_dispatch_tool(
+        {"small": SimulatedChatModel(usage_override=(100, 20))},
+        limits=DispatchResourceLimits(max_total_cost_usd=0.05),
+    )
+    message = await tool.ainvoke(
+        {
+            "type": "tool_call",
+            "id": "c1",
+            "name": tool.name,
+            "args": {"instruction": "Echo {item}", "items": ["a"]},
+        }
+    )
+    # 100 input and 20 output tokens of simulated-small: $0.000027, not "$0.0000".
+    assert "spent $0.000027" in message.content

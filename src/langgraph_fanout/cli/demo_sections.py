@@ -30,7 +30,7 @@ from langgraph_fanout.engine.agents import SubAgent
 from langgraph_fanout.engine.call import Task
 from langgraph_fanout.engine.dispatch import Dispatcher, dispatch_agents
 from langgraph_fanout.engine.plan import plan_dispatch
-from langgraph_fanout.errors import BudgetExceeded, InjectionDetected
+from langgraph_fanout.errors import BudgetExceeded, InjectionDetected, usd
 from langgraph_fanout.guards.breaker import BreakerConfig
 from langgraph_fanout.guards.cache import IdempotencyCache
 from langgraph_fanout.guards.limits import DispatchResourceLimits
@@ -58,7 +58,7 @@ async def batch_processing(run: Runner) -> dict[str, Any]:
     run.line(
         f"Processed {report.inputs} receipts in {report.wall_time_s:.2f}s "
         f"({report.wall_time_s / report.inputs * 1000:.1f} ms avg per receipt), "
-        f"cost ${report.spent_usd:.6f}"
+        f"cost {usd(report.spent_usd)}"
     )
     run.line("collect_all: " + ", ".join(f"{k} {v}" for k, v in sorted(labels.items())))
     return {
@@ -195,7 +195,7 @@ async def quota_protection(run: Runner) -> dict[str, Any]:
     refused = sum(isinstance(r.error, BudgetExceeded) for r in result)
     run.line(f"Protected! Would have cost ${would:.2f}, capped at ${cap:.2f}")
     run.line(
-        f"{model.calls} calls made (${report.total_spent_usd:.4f}), {refused} refused unstarted"
+        f"{model.calls} calls made ({usd(report.total_spent_usd)}), {refused} refused unstarted"
     )
     return {
         "quota_calls_planned": planned,
@@ -218,10 +218,10 @@ async def idempotency_cache(run: Runner) -> dict[str, Any]:
         reports.append(result.report)
     first, second = reports
     faster = first.wall_time_s / max(second.wall_time_s, 1e-9)
-    run.line(f"Run 1: {first.wall_time_s * 1000:.0f}ms, ${first.spent_usd:.6f}")
+    run.line(f"Run 1: {first.wall_time_s * 1000:.0f}ms, {usd(first.spent_usd)}")
     run.line(
         f"Run 2: {second.wall_time_s * 1000:.1f}ms ({faster:.0f}x faster), "
-        f"${second.spent_usd:.6f}, {second.cache_hits}/{second.inputs} from the cache"
+        f"{usd(second.spent_usd)}, {second.cache_hits}/{second.inputs} from the cache"
     )
     return {
         "cache_run1_s": first.wall_time_s,

@@ -30,6 +30,7 @@ from rich.text import Text
 from langgraph_fanout.core.report import DispatchReport
 from langgraph_fanout.core.results import SubAgentResult
 from langgraph_fanout.engine.plan import DispatchPlan
+from langgraph_fanout.errors import usd
 
 _PROGRESS_EVERY_S = 1.0
 
@@ -89,13 +90,6 @@ def describe(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return _short(str(value) if not isinstance(value, BaseMessage) else value.text, 80)
-
-
-def usd(amount: float) -> str:
-    """Dollars with the precision small amounts need (LLM calls cost fractions of a cent)."""
-    if amount == 0 or abs(amount) >= 1e-6:
-        return f"${amount:.6f}"
-    return f"${amount:.2e}"
 
 
 def _short(value: Any, width: int = 48) -> str:
@@ -216,9 +210,15 @@ def print_report(outcome: RunOutcome, planned: int, console: Console) -> None:
         ("tokens in / out", f"{report.input_tokens} / {report.output_tokens}"),
         ("retries / fallbacks", f"{report.retries} / {report.fallbacks}"),
     ]
-    if report.total_spent_usd - own > 1e-12:
-        cut = usd(report.total_spent_usd - own)
-        rows.append(("cut off in flight", f"{cut} (their worst case: they may be billed)"))
+    if report.total_spent_usd - own > 1e-12 or report.uncertain_usd:
+        cut = usd(max(0.0, report.total_spent_usd - own))
+        rows.append(
+            (
+                "cut off in flight",
+                f"{cut} billed (their input), up to {usd(report.uncertain_usd)} more "
+                "(output they may have produced: counted against the budget)",
+            )
+        )
     if report.refused_usd:
         rows.append(("refused (would cost)", usd(report.refused_usd)))
     if report.breaker_openings:

@@ -25,7 +25,7 @@ from langgraph_fanout.core.text import as_text
 from langgraph_fanout.delegation.client import A2AClient
 from langgraph_fanout.delegation.requests import DelegationResult
 from langgraph_fanout.engine.dispatch import DispatchResult
-from langgraph_fanout.errors import BudgetExceeded
+from langgraph_fanout.errors import BudgetExceeded, usd
 from langgraph_fanout.guards.ledger import CostLedger
 
 _FAILURES_SHOWN = 5
@@ -43,7 +43,7 @@ def registry_lines(client: A2AClient) -> str:
 
 def budget_sentence(client: A2AClient) -> str:
     cap = client.limits.max_total_cost_usd
-    return f" Budget for the whole run: ${cap:.4f}." if cap is not None else ""
+    return f" Budget for the whole run: {usd(cap)}." if cap is not None else ""
 
 
 # --------------------------------------------------------------------------- dispatch tool
@@ -110,14 +110,14 @@ def delegation_content(result: DelegationResult, client: A2AClient, limit: int) 
         who = result.agent_used or result.agent_id
         if result.fallback_used:
             who = f"{who} (fallback for {result.agent_id})"
-        head = f"{who} answered; {attempts} attempt(s), ${result.cost_usd:.4f}{budget}"
+        head = f"{who} answered; {attempts} attempt(s), {usd(result.cost_usd)}{budget}"
         return head + "\n" + _clip(result.text, max(40, limit - len(head) - 1))
     if isinstance(result.error, BudgetExceeded):
         return _refusal_text(result.error, ledger.spent_usd, ledger.limit_usd)
     tried = ", ".join(result.errors) or "none"
     return (
         f"delegation to {result.agent_id!r} failed ({result.error_kind}): "
-        f"{_short(result.error)}; attempt errors: {tried}; ${result.cost_usd:.4f}{budget}"
+        f"{_short(result.error)}; attempt errors: {tried}; {usd(result.cost_usd)}{budget}"
     )
 
 
@@ -167,17 +167,17 @@ def _status_line(report: DispatchReport, results: Sequence[SubAgentResult]) -> s
     if failed:
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(report.failures_by_kind.items()))
         line += f"; {failed} failed ({kinds})"
-    line += f"; spent ${report.spent_usd:.4f}"
+    line += f"; spent {usd(report.spent_usd)}"
     if report.budget_usd is not None:
         left = max(0.0, report.budget_usd - report.total_spent_usd)
         line += (
-            f" (run: ${report.total_spent_usd:.4f} of ${report.budget_usd:.4f}, ${left:.4f} left)"
+            f" (run: {usd(report.total_spent_usd)} of {usd(report.budget_usd)}, {usd(left)} left)"
         )
     refused = [r.error for r in results if isinstance(r.error, BudgetExceeded)]
     if refused and report.budget_usd is not None:
         line += (
             f"; {len(refused)} refused by the budget (one call needs up to "
-            f"${max(e.estimate_usd for e in refused):.4f})"
+            f"{usd(max(e.estimate_usd for e in refused))})"
         )
     if report.stop_reason:
         line += f"; stopped early: {report.stop_reason}"
@@ -205,8 +205,8 @@ def _refusal_text(error: BudgetExceeded, spent: float, limit: float | None) -> s
     cap = error.limit_usd if limit is None else limit
     return (
         "refused: the cost budget of this run cannot cover the call, nothing was run. "
-        f"Spent ${spent:.4f} of ${cap:.4f}, ${max(0.0, cap - spent):.4f} left; one call needs "
-        f"up to ${error.estimate_usd:.4f}. Answer with the results you already have."
+        f"Spent {usd(spent)} of {usd(cap)}, {usd(max(0.0, cap - spent))} left; one call needs "
+        f"up to {usd(error.estimate_usd)}. Answer with the results you already have."
     )
 
 
@@ -214,4 +214,4 @@ def _ledger_text(ledger: CostLedger) -> str:
     if ledger.limit_usd is None:
         return ""
     left = max(0.0, ledger.limit_usd - ledger.spent_usd)
-    return f"; run: ${ledger.spent_usd:.4f} of ${ledger.limit_usd:.4f}, ${left:.4f} left"
+    return f"; run: {usd(ledger.spent_usd)} of {usd(ledger.limit_usd)}, {usd(left)} left"
