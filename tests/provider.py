@@ -25,13 +25,27 @@ Decision = tuple[int, dict[str, str]] | None
 
 
 class ProviderServer:
-    """The server; ``requests``, ``answered`` and ``refused`` count what it saw."""
+    """The server; ``requests``, ``answered`` and ``refused`` count what it saw.
+
+    Like a provider, it bills what it received: every admitted request its
+    ``prompt_tokens``, every answer it finished its ``completion_tokens``, whether or not
+    the client was still there to read it (``invoice``).
+    """
 
     def __init__(
-        self, *, admit: Callable[[ProviderServer], Decision], latency_s: float = 0.05
+        self,
+        *,
+        admit: Callable[[ProviderServer], Decision] = lambda server: None,
+        latency_s: float | Callable[[], float] = 0.05,
+        prompt_tokens: int = 12,
+        completion_tokens: int = 5,
+        content: str | None = None,
     ) -> None:
         self.admit = admit
+        self.content = content
         self.latency_s = latency_s
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
         self.in_flight = 0
         self.requests = 0
         self.answered = 0
@@ -103,11 +117,29 @@ class ProviderServer:
             return status, headers, openai_error_body("refused (simulated)", type="overloaded")
         self.in_flight += 1
         try:
-            await asyncio.sleep(self.latency_s)
+            latency = self.latency_s() if callable(self.latency_s) else self.latency_s
+            await asyncio.sleep(latency)
         finally:
             self.in_flight -= 1
         self.answered += 1
-        return 200, {}, openai_chat_completion_body(f"answer {self.answered}")
+        return (
+            200,
+            {},
+            openai_chat_completion_body(
+                self.content or f"answer {self.answered}",
+                prompt_tokens=self.prompt_tokens,
+                completion_tokens=self.completion_tokens,
+            ),
+        )
+
+    def invoice(self, *, input_per_mtok: float, output_per_mtok: float) -> float:
+        """What the provider bills: the input of every admitted request, the output of
+        every answer it finished."""
+        admitted = self.requests - self.refused
+        return (
+            admitted * self.prompt_tokens * input_per_mtok
+            + self.answered * self.completion_tokens * output_per_mtok
+        ) / 1e6
 
 
 def admission_control(
