@@ -487,3 +487,83 @@ async def test_a_tool_answer_shows_a_small_spend() -> None:
     )
     # 100 input and 20 output tokens of simulated-small: $0.000027, not "$0.0000".
     assert "spent $0.000027" in message.content
+
+
+# ---------------------------------------------------------------------- agents of many calls
+
+
+def _three_call_agent() -> Any:
+    """A ``create_agent`` graph that calls its model 3 times per input (2 tools, 1 answer)."""
+    from langchain.agents import create_agent
+    from langchain_core.messages import AIMessage
+    from langchain_core.tools import tool
+
+    @tool
+    def lookup(query: str) -> str:
+        """Look something up."""
+        return f"found {query}"
+
+    def step(i: int) -> AIMessage:
+        return AIMessage(
+            "", tool_calls=[{"name": "lookup", "args": {"query": f"q{i}"}, "id": f"c{i}"}]
+        )
+
+    model = SimulatedChatModel(
+        model_name="sim-milli",
+        max_tokens=10,
+        usage_override=(0, 10),
+        responses=[step(1), step(2), AIMessage("done")],
+        cycle_responses=True,
+    )
+    return create_agent(model, tools=[lookup]), model
+
+
+def test_an_agent_declaring_three_model_calls_reserves_three_and_stays_under_the_cap() -> None:
+    graph, model = _three_call_agent()
+    agent = SubAgent.of(
+        graph, name="researcher", model="sim-milli", max_output_tokens=10, max_model_calls=3
+    )
+    cap = 0.25  # each input really costs 3 x $0.01; the cap covers 8 inputs and a bit
+    # One input at a time: the model's script (tool, tool, answer) is shared by the inputs.
+
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            "Research {n}",
+            [{"n": i} for i in range(12)],
+            agent=agent,
+            prices={"sim-milli": MILLI},
+            limits=DispatchResourceLimits(max_concurrent=1, max_total_cost_usd=cap),
+        )
+
+    result = fakeclock.run(scenario())
+    report = result.report
+    assert report.succeeded == 8 and report.failures_by_kind == {"budget_exceeded": 4}
+    assert report.total_spent_usd == pytest.approx(0.24) and report.overshoot_usd == 0
+    assert all(r.estimated_cost_usd == pytest.approx(0.03) for r in result)
+    assert model.calls == 24
+
+
+def test_a_model_call_beyond_what_was_reserved_is_admitted_or_refused_inside_the_agent() -> None:
+    # Declared as one model call, the agent makes three: each further call is admitted
+    # against the budget as it starts, and the one that does not fit is refused inside
+    # the agent (its input ends as budget_exceeded); the spend never passes the cap.
+    graph, model = _three_call_agent()
+    agent = SubAgent.of(graph, name="researcher", model="sim-milli", max_output_tokens=10)
+    cap = 0.05  # room for one input's three calls, and two calls more
+
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            "Research {n}",
+            [{"n": i} for i in range(2)],
+            agent=agent,
+            prices={"sim-milli": MILLI},
+            limits=DispatchResourceLimits(max_concurrent=1, max_total_cost_usd=cap),
+        )
+
+    result = fakeclock.run(scenario())
+    first, second = result
+    assert first.ok and first.cost_usd == pytest.approx(0.03)
+    assert second.error_kind == "budget_exceeded"
+    assert model.calls == 5  # the second input's third model call was never made
+    assert result.report.total_spent_usd <= cap + 1e-12
+    assert result.report.total_spent_usd == pytest.approx(0.05)

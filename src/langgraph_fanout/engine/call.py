@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import warnings
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -57,7 +57,7 @@ from langgraph_fanout.guards.cache import (
 )
 from langgraph_fanout.guards.classify import retry_after_s as provider_retry_after
 from langgraph_fanout.guards.hedging import HedgePolicy, HedgeTracker
-from langgraph_fanout.guards.ledger import Reservation, UsageCapture
+from langgraph_fanout.guards.ledger import CostLedger, Reservation, UsageCapture
 from langgraph_fanout.guards.limits import (
     Scope,
     SharedRun,
@@ -155,21 +155,55 @@ class _Failed(Exception):
         self.result = result
 
 
+def _extra(capture: _CallUsage | None) -> list[Reservation]:
+    """The reservations of the further model calls an attempt was admitted for."""
+    if capture is None or capture.inner is None:
+        return []
+    return capture.inner.extra
+
+
+class _InnerCalls:
+    """Admits the model calls an agent makes inside one attempt: those its reservation
+    covers (``max_model_calls``, else one), then each further one against the budget as it
+    starts, refused with ``BudgetExceeded`` inside the agent when it does not fit."""
+
+    __slots__ = ("agent", "covered", "extra", "ledger", "per_call_usd", "started")
+
+    def __init__(self, ledger: CostLedger, agent: str, per_call_usd: float, covered: int) -> None:
+        self.ledger = ledger
+        self.agent = agent
+        self.per_call_usd = per_call_usd
+        self.covered = covered
+        self.extra: list[Reservation] = []
+        self.started = 0
+
+    def admit(self) -> None:
+        self.started += 1
+        if self.started > self.covered:
+            self.extra.append(self.ledger.reserve(agent=self.agent, estimate_usd=self.per_call_usd))
+
+
 class _CallUsage(UsageCapture):
     """Usage of the model calls made by *this* call, not by dispatches nested inside it.
 
     LangChain hands a parent's callbacks down to everything that runs inside it, nested
     dispatches included; those bill their own calls, so runs started under another scope
-    are ignored here (no double billing).
+    are ignored here (no double billing). With ``inner`` it admits each model call as it
+    starts (a refusal is raised into the agent: ``raise_error``).
     """
 
-    def __init__(self, scope: Scope) -> None:
+    raise_error = True  # only ``_InnerCalls.admit`` raises: a refusal must stop the call
+
+    def __init__(self, scope: Scope, inner: _InnerCalls | None = None) -> None:
         super().__init__()
         self._scope = scope
         self._ours: set[UUID] = set()
+        self.inner = inner
 
     def _started(self, run_id: UUID, metadata: dict[str, Any] | None) -> None:
         if current_scope() is self._scope:
+            if self.inner is not None:
+                self.inner.admit()
             self._ours.add(run_id)
             super()._started(run_id, metadata)
 
@@ -485,7 +519,7 @@ class CallPipeline:
                 sent.append(loop.time())
             try:
                 if agent.accepts_config:
-                    capture = _CallUsage(scope)
+                    capture = _CallUsage(scope, self._inner_calls(agent, reservation))
                     config = _with_call(config, capture, agent, task)
                 invoked = True
                 output = await self._invoke(agent, prompt, config)
@@ -504,8 +538,19 @@ class CallPipeline:
             raise
         if capture is not None or reservation is not None:
             cost = self._settle(agent, capture, estimate, account)
-            self._charge(agent, reservation, cost, account)
+            self._charge(agent, reservation, cost, account, _extra(capture))
         return output
+
+    def _inner_calls(self, agent: SubAgent, reservation: Reservation | None) -> _InnerCalls | None:
+        """Per-call admission for an agent that is not one model call (a graph, a chain)
+        whose model calls have a known worst case."""
+        if reservation is None or agent.kind == "chat_model" or not reservation.estimate_usd:
+            return None
+        if self._price(agent) is None or agent.cost_per_call_usd is not None:
+            return None
+        covered = agent.max_model_calls or 1
+        per_call = reservation.estimate_usd / covered
+        return _InnerCalls(self._run.ledger, agent.name, per_call, covered)
 
     def _settle_failed(
         self,
@@ -534,25 +579,40 @@ class CallPipeline:
             known = self._settle(agent, capture, 0.0, account) if reported else 0.0
             billed = max(known, input_usd)
             reservation.cut_off(billed, max(0.0, reservation.estimate_usd - billed))
+            for more in _extra(capture):  # further model calls it had started
+                more.cut_off(0.0, more.estimate_usd)
             account.cost += billed
         elif reported:
             cost = self._settle(
                 agent, capture, reservation.estimate_usd if reservation else 0.0, account
             )
-            self._charge(agent, reservation, cost, account)
+            self._charge(agent, reservation, cost, account, _extra(capture))
         elif reservation is not None:
             # Refused, failed with an error answer, or never sent: nothing was billed.
             reservation.release()
+            for more in _extra(capture):
+                more.release()
 
     def _charge(
-        self, agent: SubAgent, reservation: Reservation | None, cost: float, account: _Account
+        self,
+        agent: SubAgent,
+        reservation: Reservation | None,
+        cost: float,
+        account: _Account,
+        extra: Sequence[Reservation] = (),
     ) -> None:
-        """Settle an attempt's reservation with its real cost."""
+        """Settle an attempt's reservation with its real cost (spread over the reservations
+        of further model calls it was admitted for, the last one taking any excess)."""
+        account.cost += cost
         if reservation is None:
             self._run.ledger.charge(agent=agent.name, actual_usd=cost)
-        else:
-            reservation.commit(cost)
-        account.cost += cost
+            return
+        held = [reservation, *extra]
+        for part in held[:-1]:
+            share = min(cost, part.estimate_usd)
+            part.commit(share)
+            cost -= share
+        held[-1].commit(cost)
 
     async def _invoke(self, agent: SubAgent, prompt: Any, config: RunnableConfig | None) -> Any:
         try:
