@@ -11,6 +11,7 @@ the invoice must never pass the cap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from typing import Any
 
@@ -121,4 +122,62 @@ def test_the_invoice_never_passes_the_cap(seed: int) -> None:
     assert primary.billed
     assert invoice <= cap + 1e-12, (invoice, cap, books)
     assert invoice <= books.spent_usd + books.uncertain_usd + 1e-12
+    assert (books.in_flight, books.waiting) == (0, 0)
+
+
+class ArrivalModel(SimulatedChatModel):
+    """Counts the usage of every answer that reached the process (returned by the model)."""
+
+    arrived: list[int]
+
+    async def _agenerate(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> Any:
+        result = await super()._agenerate(messages, stop, run_manager, **kwargs)
+        self.arrived.append(OUTPUT)
+        return result
+
+
+@pytest.mark.parametrize("trial", range(60))
+def test_a_cancel_at_any_moment_bills_every_answer_that_arrived(trial: int) -> None:
+    # 60 dispatches of 500 inputs, each cancelled at a random moment. Output-only prices:
+    # a call cut off before its answer is billed nothing certain (its output is uncertain),
+    # so the ledger's spend must equal the usage of the answers that arrived, exactly.
+    price = Price(input_per_mtok=0.0, output_per_mtok=1_000.0)
+    moment = random.Random(trial).uniform(0.01, 1.5)
+    model = ArrivalModel(
+        model_name="sim-a",
+        max_tokens=MAX_TOKENS,
+        usage_override=(INPUT, OUTPUT),
+        latency=heavy_tail_latency(0.05, 0.3, p_slow=0.2),
+        seed=trial,
+        arrived=[],
+    )
+    ledger = CostLedger(limit_usd=100.0)
+
+    async def scenario() -> None:
+        run = asyncio.create_task(
+            dispatch_agents(
+                "Q {n}",
+                [{"n": i} for i in range(500)],
+                agent=model,
+                prices={"sim-a": price},
+                ledger=ledger,
+                limits=DispatchResourceLimits(max_concurrent=30),
+            )
+        )
+        while model.calls == 0:  # the process's first count of a model runs in a thread
+            await asyncio.sleep(0)
+        await asyncio.sleep(moment)
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+
+    fakeclock.run(scenario())
+    books = ledger.snapshot()
+    arrived = price.cost(0, sum(model.arrived))
+    assert books.spent_usd == pytest.approx(arrived, abs=1e-12), (moment, books)
+    assert books.committed_calls == len(model.arrived)
+    assert books.cut_off_calls > 0  # the cancel did cut calls off in flight
+    assert books.uncertain_usd == pytest.approx(books.cut_off_calls * price.cost(0, MAX_TOKENS))
     assert (books.in_flight, books.waiting) == (0, 0)
