@@ -129,10 +129,13 @@ class ArrivalModel(SimulatedChatModel):
     """Counts the usage of every answer that reached the process (returned by the model)."""
 
     arrived: list[int]
+    started: Any = None  # an asyncio.Event set by the first call
 
     async def _agenerate(
         self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
     ) -> Any:
+        if self.started is not None:
+            self.started.set()
         result = await super()._agenerate(messages, stop, run_manager, **kwargs)
         self.arrived.append(OUTPUT)
         return result
@@ -156,6 +159,7 @@ def test_a_cancel_at_any_moment_bills_every_answer_that_arrived(trial: int) -> N
     ledger = CostLedger(limit_usd=100.0)
 
     async def scenario() -> None:
+        model.started = asyncio.Event()
         run = asyncio.create_task(
             dispatch_agents(
                 "Q {n}",
@@ -166,8 +170,7 @@ def test_a_cancel_at_any_moment_bills_every_answer_that_arrived(trial: int) -> N
                 limits=DispatchResourceLimits(max_concurrent=30),
             )
         )
-        while model.calls == 0:  # the process's first count of a model runs in a thread
-            await asyncio.sleep(0)
+        await model.started.wait()  # the process's first count of a model runs in a thread
         await asyncio.sleep(moment)
         run.cancel()
         with contextlib.suppress(asyncio.CancelledError):
