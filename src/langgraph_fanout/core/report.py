@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
-from array import array
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from ddsketch import DDSketch
 
 from langgraph_fanout.core.results import Attempt, Status, SubAgentResult
 from langgraph_fanout.errors import CallCancelled, usd
@@ -24,7 +24,9 @@ class DispatchReport:
         wall_time_s: time from start to the last result.
         busy_time_s: sum of every input's call time.
         parallelism: ``busy_time_s / wall_time_s``, the average number of calls in flight.
-        latency_p50_s / latency_p95_s / latency_max_s: call time of inputs that ran.
+        latency_p50_s / latency_p95_s / latency_p99_s / latency_max_s: call time of inputs
+            that ran; the percentiles within 1% of the exact ones (``LatencySketch``), the
+            maximum exact.
         stop_reason: why the dispatch stopped early, if it did.
         estimated_usd: worst-case estimates of this dispatch's last attempts (refused ones
             included).
@@ -65,6 +67,7 @@ class DispatchReport:
     parallelism: float = 0.0
     latency_p50_s: float = 0.0
     latency_p95_s: float = 0.0
+    latency_p99_s: float = 0.0
     latency_max_s: float = 0.0
     stop_reason: str | None = None
     estimated_usd: float = 0.0
@@ -122,13 +125,51 @@ _NOT_CALLED = frozenset(
 _RECOVERY_KEYS = ("attempts", "retries", "backpressure", "breaker_openings", "circuit_open")
 
 
+LATENCY_RELATIVE_ERROR = 0.01
+"""Latency percentiles of a report are within 1% of the exact ones (DDSketch's guarantee)."""
+
+
+class LatencySketch:
+    """Latency percentiles in constant memory: a DDSketch (DataDog's ``ddsketch``) whose
+    quantiles are within ``LATENCY_RELATIVE_ERROR`` of the exact ones, however many values;
+    the maximum is kept exactly.
+
+    Example:
+        >>> sketch = LatencySketch()
+        >>> for v in (0.1, 0.2, 0.3, 0.4):
+        ...     sketch.add(v)
+        >>> round(sketch.quantile(0.5), 2), sketch.max, sketch.count
+        (0.2, 0.4, 4)
+    """
+
+    __slots__ = ("_sketch", "count", "max")
+
+    def __init__(self) -> None:
+        self._sketch = DDSketch(relative_accuracy=LATENCY_RELATIVE_ERROR)
+        self.count = 0
+        self.max = 0.0
+
+    def add(self, seconds: float) -> None:
+        self._sketch.add(max(0.0, seconds))
+        self.count += 1
+        if seconds > self.max:
+            self.max = seconds
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile (0.0 when empty), never above the exact maximum."""
+        if not self.count:
+            return 0.0
+        value = self._sketch.get_quantile_value(q)
+        return 0.0 if value is None else min(max(0.0, value), self.max)
+
+
 class ReportBuilder:
-    """Adds results one at a time (a million-item stream keeps only latencies)."""
+    """Adds results one at a time, in memory that does not grow with their number."""
 
     def __init__(self) -> None:
         self._status: Counter[Status] = Counter()
         self._kinds: Counter[str] = Counter()
-        self._latencies = array("d")
+        self._latencies = LatencySketch()
         self._busy = 0.0
         self._calls = 0
         self._estimated = 0.0
@@ -156,7 +197,7 @@ class ReportBuilder:
                 self._saved += 1
         attempts = result.attempts
         if attempts:
-            self._latencies.append(result.duration_s)
+            self._latencies.add(result.duration_s)
             self._busy += result.duration_s
             n = len(attempts)
             self._calls += n
@@ -205,7 +246,7 @@ class ReportBuilder:
     def build(self, *, wall_time_s: float, **extra: Any) -> DispatchReport:
         n = sum(self._status.values())
         ok = self._status[Status.OK]
-        lat = sorted(self._latencies)
+        lat = self._latencies
         return DispatchReport(
             inputs=n,
             succeeded=ok,
@@ -218,9 +259,10 @@ class ReportBuilder:
             wall_time_s=wall_time_s,
             busy_time_s=self._busy,
             parallelism=self._busy / wall_time_s if wall_time_s > 0 else 0.0,
-            latency_p50_s=_quantile(lat, 0.50),
-            latency_p95_s=_quantile(lat, 0.95),
-            latency_max_s=lat[-1] if lat else 0.0,
+            latency_p50_s=lat.quantile(0.50),
+            latency_p95_s=lat.quantile(0.95),
+            latency_p99_s=lat.quantile(0.99),
+            latency_max_s=lat.max,
             estimated_usd=self._estimated,
             spent_usd=extra.pop("spent_usd", self._spent),
             cost_by_agent=dict(self._by_agent),
@@ -242,11 +284,3 @@ class ReportBuilder:
             cost_saved_usd=self._saved * (self._spent / ok) if ok else 0.0,
             **extra,
         )
-
-
-def _quantile(ordered: list[float], q: float) -> float:
-    """Nearest-rank quantile of an ordered list (0.0 when empty)."""
-    if not ordered:
-        return 0.0
-    rank = max(1, math.ceil(q * len(ordered)))
-    return ordered[rank - 1]
