@@ -567,3 +567,38 @@ def test_a_model_call_beyond_what_was_reserved_is_admitted_or_refused_inside_the
     assert model.calls == 5  # the second input's third model call was never made
     assert result.report.total_spent_usd <= cap + 1e-12
     assert result.report.total_spent_usd == pytest.approx(0.05)
+
+
+def test_each_prompt_is_tokenized_once_per_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The budget's estimate, the token-rate limiter and the learning from reported usage
+    # all read one count: tiktoken encodes each prompt once.
+    import uuid
+
+    import tiktoken
+
+    from langgraph_fanout import RateLimiter
+
+    encoded: list[str] = []
+    original = tiktoken.Encoding.encode_ordinary
+
+    def counting(self: tiktoken.Encoding, text: str) -> list[int]:
+        encoded.append(text)
+        return original(self, text)
+
+    monkeypatch.setattr(tiktoken.Encoding, "encode_ordinary", counting)
+    run_id = uuid.uuid4().hex  # prompts no earlier test has counted
+    model = SimulatedChatModel(model_name="gpt-4o-mini", max_tokens=20)
+
+    async def scenario() -> Any:
+        return await dispatch_agents(
+            "Question {n} of run " + run_id,
+            [{"n": i} for i in range(20)],
+            agent=model,
+            rate_limiter=RateLimiter(tokens_per_minute=10_000_000),
+            limits=DispatchResourceLimits(max_concurrent=5, max_total_cost_usd=1.0),
+        )
+
+    result = fakeclock.run(scenario())
+    assert result.report.succeeded == 20
+    ours = [t for t in encoded if run_id in t]
+    assert len(ours) == 20 and len(set(ours)) == 20
