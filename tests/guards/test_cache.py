@@ -677,3 +677,29 @@ async def test_clear_drops_only_our_namespace() -> None:
     assert await ours.get("k") is None
     assert await theirs.get("k") == entry
     assert "InMemoryCache" in repr(ours) and "in_flight=0" in repr(ours)
+
+
+@pytest.mark.parametrize(
+    "prompt", ["2+2?", {"text": "hi", "n": [1, 2.5, None]}, ["a", {"b": True}], ""]
+)
+def test_the_key_is_the_documented_digest_whether_or_not_the_identity_is_precomputed(
+    prompt: Any,
+) -> None:
+    # sha256 of the canonical JSON of {version, agent, input, sample, user_key}: persistent
+    # caches written before the agent's part was computed once per agent still hit.
+    from langgraph_fanout.guards.cache import CACHE_KEY_VERSION, agent_fingerprint, keyed_by
+
+    agent = {"name": "critic", "model": "gpt-4o", "temperature": 0.2}
+    payload = {
+        "version": CACHE_KEY_VERSION,
+        "agent": agent,
+        "input": prompt,
+        "sample": 3,
+        "user_key": "tenant-1",
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    expected = hashlib.sha256(text.encode("ascii")).hexdigest()
+    assert cache_key(agent=agent, prompt=prompt, sample=3, user_key="tenant-1") == expected
+    assert (
+        keyed_by(agent_fingerprint(agent), prompt=prompt, sample=3, user_key="tenant-1") == expected
+    )

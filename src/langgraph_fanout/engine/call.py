@@ -53,7 +53,8 @@ from langgraph_fanout.guards.cache import (
     CacheMode,
     CacheSource,
     IdempotencyCache,
-    cache_key,
+    agent_fingerprint,
+    keyed_by,
 )
 from langgraph_fanout.guards.classify import retry_after_s as provider_retry_after
 from langgraph_fanout.guards.hedging import HedgePolicy, HedgeTracker
@@ -237,7 +238,7 @@ class CallPipeline:
             counter=guards.counter,
             learned=run.input_ratio,
         )
-        self._identity: dict[int, dict[str, Any]] = {}
+        self._identity: dict[int, str] = {}  # agent -> its cache-key fingerprint
         self._circuits: dict[int, Hashable] = {}
         self._unpriced_warned: set[str] = set()
         self.hedging = None if guards.hedge is None else HedgeTracker(guards.hedge)
@@ -276,11 +277,11 @@ class CallPipeline:
         self, cache: IdempotencyCache, task: Task, prompt: Any, config: RunnableConfig | None
     ) -> SubAgentResult:
         agent = task.agent
-        identity = self._identity.get(id(agent))
-        if identity is None:
-            identity = self._identity[id(agent)] = agent.identity()
         try:
-            key = cache_key(agent=identity, prompt=prompt, sample=task.sample, user_key=task.key)
+            fingerprint = self._identity.get(id(agent))
+            if fingerprint is None:
+                fingerprint = self._identity[id(agent)] = agent_fingerprint(agent.identity())
+            key = keyed_by(fingerprint, prompt=prompt, sample=task.sample, user_key=task.key)
         except CacheKeyError as error:
             return _refused(task, error)
         mine: list[SubAgentResult] = []

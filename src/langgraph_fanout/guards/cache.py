@@ -96,23 +96,47 @@ def cache_key(
         >>> k0 != k1 and len(k0) == 64
         True
     """
+    return keyed_by(agent_fingerprint(agent), prompt=prompt, sample=sample, user_key=user_key)
+
+
+def agent_fingerprint(agent: Mapping[str, Any]) -> str:
+    """The canonical JSON of an agent identity, as ``cache_key`` hashes it: computed once
+    per agent, then given to ``keyed_by`` for each of its calls.
+
+    Raises:
+        CacheKeyError: a value of the identity cannot be serialised.
+        ConfigurationError: ``agent`` is not a mapping.
+    """
     if not isinstance(agent, Mapping):
         raise ConfigurationError(f"agent must be a mapping (its identity), got {type(agent)!r}")
+    return _canonical(_encode_root("agent", agent))
+
+
+def keyed_by(fingerprint: str, *, prompt: Any, sample: int = 0, user_key: str | None = None) -> str:
+    """``cache_key`` of an agent whose ``agent_fingerprint`` is known: the same digest.
+
+    Raises:
+        CacheKeyError: a value of ``prompt`` cannot be serialised.
+        ConfigurationError: ``sample`` or ``user_key`` is out of its domain.
+    """
     if type(sample) is not int or sample < 0:
         raise ConfigurationError(f"sample must be an int >= 0, got {sample!r}")
     if user_key is not None and not isinstance(user_key, str):
         raise ConfigurationError(f"user_key must be a str or None, got {type(user_key)!r}")
-    payload = {
-        "version": CACHE_KEY_VERSION,
-        "agent": _encode_root("agent", agent),
-        "input": _encode_root("prompt", prompt),
-        "sample": sample,
-        "user_key": user_key,
-    }
-    text = json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    # The canonical JSON of {"agent", "input", "sample", "user_key", "version"} (sorted
+    # keys, nested too), with the agent's part already encoded.
+    text = (
+        f'{{"agent":{fingerprint},"input":{_canonical(_encode_root("prompt", prompt))},'
+        f'"sample":{sample},"user_key":{_canonical(user_key)},'
+        f'"version":{_canonical(CACHE_KEY_VERSION)}}}'
     )
     return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
 
 
 def _encode_root(root: str, value: Any) -> Any:
