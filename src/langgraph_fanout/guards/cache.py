@@ -30,6 +30,7 @@ import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
+from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
 from langchain_core.messages import BaseMessage
@@ -124,13 +125,22 @@ def keyed_by(fingerprint: str, *, prompt: Any, sample: int = 0, user_key: str | 
     if user_key is not None and not isinstance(user_key, str):
         raise ConfigurationError(f"user_key must be a str or None, got {type(user_key)!r}")
     # The canonical JSON of {"agent", "input", "sample", "user_key", "version"} (sorted
-    # keys, nested too), with the agent's part already encoded.
+    # keys, nested too), with the agent's part already encoded; a text prompt is one
+    # JSON string, written directly.
+    encoded = (
+        encode_basestring_ascii(prompt)
+        if type(prompt) is str
+        else _canonical(_encode_root("prompt", prompt))
+    )
+    user = "null" if user_key is None else encode_basestring_ascii(user_key)
     text = (
-        f'{{"agent":{fingerprint},"input":{_canonical(_encode_root("prompt", prompt))},'
-        f'"sample":{sample},"user_key":{_canonical(user_key)},'
-        f'"version":{_canonical(CACHE_KEY_VERSION)}}}'
+        f'{{"agent":{fingerprint},"input":{encoded},"sample":{sample},'
+        f'"user_key":{user},"version":{_VERSION_JSON}}}'
     )
     return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+_VERSION_JSON: Final = json.dumps(CACHE_KEY_VERSION)
 
 
 def _canonical(value: Any) -> str:
