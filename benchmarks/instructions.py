@@ -4,11 +4,15 @@ Wall time on a shared 2-core machine moves by 10-20% between runs; instruction c
 not (the same binary, inputs and environment give the same count whatever else runs).
 Each case runs twice in a fresh process under callgrind, with N and 3N calls after a
 warm-up; the difference divided by 2N is the cost of one call, start-up and imports
-excluded. Cases (zero-latency async callable, at most 100 in flight):
-  floor:          ``asyncio.gather`` + ``Semaphore`` (benchmarks/overhead.py)
-  engine:         ``Dispatcher.run`` (benchmarks/overhead.py)
-  plain_send:     a minimal LangGraph ``Send`` fan-out (benchmarks/graph_overhead.py)
-  fan_out_graph:  ``create_fan_out_graph`` (benchmarks/graph_overhead.py)
+excluded. Cases (at most 100 in flight; the cases of benchmarks/overhead.py):
+  floor / bare / guarded:  a zero-latency async callable under ``gather`` + ``Semaphore``,
+                  the bare engine, and the engine with every guard on;
+  guarded_without_{cache,redaction,budget}: every guard on but that one (its cost is
+                  the difference);
+  chat_floor / chat_bare / chat_guarded: the same with a minimal chat model that
+                  reports usage (the floor is the model's own ``ainvoke``);
+  plain_send / fan_out_graph: a minimal LangGraph ``Send`` fan-out and
+                  ``create_fan_out_graph`` (benchmarks/graph_overhead.py).
 
 Usage: python benchmarks/instructions.py [--calls N] [--graph-items M]
 Needs ``valgrind`` (Debian: apt-get install valgrind). Ratios: engine / floor and
@@ -31,11 +35,18 @@ CHILD = """
 import asyncio, sys
 sys.path.insert(0, {here!r})
 n, case = int(sys.argv[1]), sys.argv[2]
-if case in ("floor", "engine"):
+if case not in ("plain_send", "fan_out_graph"):
+    import functools
     import overhead
-    fn = overhead.floor_gather if case == "floor" else overhead.engine
-    asyncio.run(fn(200, 100))
-    asyncio.run(fn(n, 100))
+    agent = overhead.TinyChat() if case.startswith("chat_") else overhead._noop
+    name = case.removeprefix("chat_")
+    if name.startswith("guarded_without_"):
+        without = frozenset([name.removeprefix("guarded_without_")])
+        fn = functools.partial(overhead.guarded, without=without)
+    else:
+        fn = {{"floor": overhead.floor, "bare": overhead.bare, "guarded": overhead.guarded}}[name]
+    asyncio.run(fn(200, 100, agent))
+    asyncio.run(fn(n, 100, agent))
 else:
     import graph_overhead as g
     run = g.case_plain_send(n, False) if case == "plain_send" else g.case_fan_out_graph(n, False)
@@ -79,18 +90,35 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         print(json.dumps({"error": "valgrind not found (apt-get install valgrind)"}))
         sys.exit(1)
-    counts = {
-        "floor": per_call("floor", args.calls),
-        "engine": per_call("engine", args.calls),
-        "plain_send": per_call("plain_send", args.graph_items),
-        "fan_out_graph": per_call("fan_out_graph", args.graph_items),
-    }
+    cases = [
+        "floor",
+        "bare",
+        "guarded",
+        "guarded_without_cache",
+        "guarded_without_redaction",
+        "guarded_without_budget",
+        "chat_floor",
+        "chat_bare",
+        "chat_guarded",
+    ]
+    counts = {case: per_call(case, args.calls) for case in cases}
+    counts["plain_send"] = per_call("plain_send", args.graph_items)
+    counts["fan_out_graph"] = per_call("fan_out_graph", args.graph_items)
+    guarded = counts["guarded"]
     print(
         json.dumps(
             {
                 "benchmark": "instructions",
                 "instructions_per_call": {k: round(v) for k, v in counts.items()},
-                "engine_vs_floor": round(counts["engine"] / counts["floor"], 3),
+                "bare_vs_floor": round(counts["bare"] / counts["floor"], 3),
+                "guarded_vs_floor": round(guarded / counts["floor"], 3),
+                "guard_costs": {
+                    g: round(guarded - counts[f"guarded_without_{g}"])
+                    for g in ("cache", "redaction", "budget")
+                },
+                "chat_guarded_vs_chat_floor": round(
+                    counts["chat_guarded"] / counts["chat_floor"], 3
+                ),
                 "fan_out_graph_vs_plain_send": round(
                     counts["fan_out_graph"] / counts["plain_send"], 3
                 ),

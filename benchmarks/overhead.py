@@ -44,6 +44,7 @@ from langgraph_fanout import (
     DispatchResourceLimits,
     IdempotencyCache,
     Price,
+    ScreeningPolicy,
     SubAgent,
 )
 
@@ -106,18 +107,24 @@ async def bare(n: int, conc: int, agent: Any) -> None:
     assert result.report.succeeded == n
 
 
-def _guarded_dispatcher(conc: int, agent: Any) -> Dispatcher:
+def _guarded_dispatcher(conc: int, agent: Any, without: frozenset[str] = frozenset()) -> Dispatcher:
+    """Every guard on, less those named in ``without`` (``cache``, ``redaction``,
+    ``budget``), for the per-guard costs of ``benchmarks/instructions.py``."""
     described = SubAgent.of(agent, name="bench", model="tiny", price=PRICE, max_output_tokens=64)
+    budget = None if "budget" in without else 1e6
     return Dispatcher(
         described,
-        limits=DispatchResourceLimits(max_concurrent=conc, max_total_cost_usd=1e6),
+        limits=DispatchResourceLimits(max_concurrent=conc, max_total_cost_usd=budget),
         prices={"tiny": PRICE},
-        cache=IdempotencyCache(),
+        cache=None if "cache" in without else IdempotencyCache(),
+        # Flags injection markers in the arguments and redacts the outputs.
+        screening=ScreeningPolicy(redact_outputs="redaction" not in without),
     )
 
 
-async def guarded(n: int, conc: int, agent: Any) -> None:
-    result = await _guarded_dispatcher(conc, agent).run(TEXT, [{"n": i} for i in range(n)])
+async def guarded(n: int, conc: int, agent: Any, without: frozenset[str] = frozenset()) -> None:
+    dispatcher = _guarded_dispatcher(conc, agent, without)
+    result = await dispatcher.run(TEXT, [{"n": i} for i in range(n)])
     assert result.report.succeeded == n and result.report.cache_hits == 0
 
 

@@ -161,7 +161,7 @@ def test_hedges_are_capped() -> None:
 
 
 def test_adaptive_threshold_waits_for_enough_samples() -> None:
-    policy = HedgePolicy(min_samples=3, percentile=0.5)
+    policy = HedgePolicy(min_samples=3, percentile=0.5, min_ratio_to_median=1.0)
     from langgraph_fanout.guards.hedging import HedgeTracker
 
     tracker = HedgeTracker(policy)
@@ -171,3 +171,32 @@ def test_adaptive_threshold_waits_for_enough_samples() -> None:
     assert tracker.threshold_s() == 2.0
     with pytest.raises(ConfigurationError):
         HedgePolicy(percentile=1.5)
+    with pytest.raises(ConfigurationError, match="min_ratio_to_median"):
+        HedgePolicy(min_ratio_to_median=0.5)
+
+
+def test_the_ordinary_tail_is_not_hedged_only_stragglers_are() -> None:
+    # 95 calls near 20 ms and 5 near 30 ms (p95 is 30 ms): hedging after p95 would hedge
+    # calls that finish before their hedge could. The threshold is at least twice the
+    # median: 40 ms.
+    from langgraph_fanout.guards.hedging import HedgeTracker
+
+    tracker = HedgeTracker(HedgePolicy())
+    for i in range(100):
+        tracker.observe(0.030 if i % 20 == 0 else 0.020 + i * 1e-6)
+    assert tracker.threshold_s() == pytest.approx(2 * 0.02005, rel=1e-3)
+
+
+def test_the_threshold_follows_the_latencies_without_sorting_them_on_every_call() -> None:
+    from langgraph_fanout.guards.hedging import HedgeTracker
+
+    tracker = HedgeTracker(HedgePolicy(min_ratio_to_median=1.0, window=100))
+    for _ in range(100):
+        tracker.observe(0.02)
+    assert tracker.threshold_s() == pytest.approx(0.02)
+    for _ in range(4):  # under 5% of the window is new: the threshold is kept
+        tracker.observe(1.0)
+    assert tracker.threshold_s() == pytest.approx(0.02)
+    for _ in range(96):  # the window moved on: so did the threshold
+        tracker.observe(1.0)
+    assert tracker.threshold_s() == pytest.approx(1.0)

@@ -30,6 +30,10 @@ class HedgePolicy:
             observed latency ``percentile`` instead.
         percentile: with ``after_s=None``, hedge after this quantile of the latencies
             observed so far in the dispatch (0.95: the slowest 5% get a hedge).
+        min_ratio_to_median: with ``after_s=None``, never hedge before this multiple of
+            the median latency. A call only a little slower than most finishes before a
+            hedge would: hedging it spends the budget of extra calls on the ordinary tail
+            and leaves none for the stragglers that hedging is for.
         min_samples: latencies to observe before the adaptive threshold is used.
         max_extra_ratio: at most this share of extra calls (hedges / calls started); the
             first hedge is allowed once ``1 / max_extra_ratio`` calls have started.
@@ -41,6 +45,7 @@ class HedgePolicy:
 
     after_s: float | None = None
     percentile: float = 0.95
+    min_ratio_to_median: float = 2.0
     min_samples: int = 20
     max_extra_ratio: float = 0.05
     window: int = 1000
@@ -50,6 +55,11 @@ class HedgePolicy:
             raise ConfigurationError(f"after_s must be finite and > 0, got {self.after_s!r}")
         if not 0.0 < self.percentile < 1.0:
             raise ConfigurationError(f"percentile must be in (0, 1), got {self.percentile!r}")
+        ratio = self.min_ratio_to_median
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 1 <= ratio < 1e6:
+            raise ConfigurationError(
+                f"min_ratio_to_median must be a number in [1, 1e6), got {ratio!r}"
+            )
         if not 0.0 < self.max_extra_ratio <= 1.0:
             raise ConfigurationError(
                 f"max_extra_ratio must be in (0, 1], got {self.max_extra_ratio!r}"
@@ -67,20 +77,32 @@ class HedgeTracker:
         self.policy = policy
         self._latencies: deque[float] = deque(maxlen=policy.window)
         self._lock = threading.Lock()
+        self._threshold: float | None = None
+        self._unseen = 0  # latencies observed since the threshold was computed
         self.calls = 0
         self.launched = 0
         self.won = 0
 
     def threshold_s(self) -> float | None:
         """Seconds after which a call should be hedged now, or ``None`` (not yet known)."""
-        if self.policy.after_s is not None:
-            return self.policy.after_s
+        policy = self.policy
+        if policy.after_s is not None:
+            return policy.after_s
         with self._lock:
-            if len(self._latencies) < self.policy.min_samples:
+            seen = len(self._latencies)
+            if seen < policy.min_samples:
                 return None
+            # Recomputed after every 5% of the window is new, not on every call: sorting
+            # the window per call would cost more than the rest of the call.
+            if self._threshold is not None and self._unseen < max(1, seen // 20):
+                return self._threshold
             ordered = sorted(self._latencies)
-        rank = max(1, math.ceil(self.policy.percentile * len(ordered)))
-        return ordered[rank - 1]
+            self._unseen = 0
+        rank = max(1, math.ceil(policy.percentile * len(ordered)))
+        median = ordered[(len(ordered) - 1) // 2]
+        threshold = max(ordered[rank - 1], policy.min_ratio_to_median * median)
+        self._threshold = threshold
+        return threshold
 
     def started(self) -> None:
         with self._lock:
@@ -89,6 +111,7 @@ class HedgeTracker:
     def observe(self, latency_s: float) -> None:
         with self._lock:
             self._latencies.append(latency_s)
+            self._unseen += 1
 
     def try_launch(self) -> bool:
         """Take a hedge if the cap allows one (hedges <= max_extra_ratio * calls)."""
