@@ -519,11 +519,18 @@ class CallPipeline:
             if sent is not None:
                 sent.append(loop.time())
             try:
-                if agent.accepts_config:
+                if agent.kind == "chat_model":
+                    # One model call: its usage comes back in its AIMessage, read below
+                    # without a callback handler in LangChain's dispatch.
+                    config = _with_call(config, None, agent, task)
+                elif agent.accepts_config:
                     capture = _CallUsage(scope, self._inner_calls(agent, reservation))
                     config = _with_call(config, capture, agent, task)
                 invoked = True
                 output = await self._invoke(agent, prompt, config)
+                if agent.kind == "chat_model":
+                    capture = _CallUsage(scope)
+                    capture.record_message(output, agent.model)
             finally:
                 exit_scope(token)
                 lease.release()
@@ -787,12 +794,14 @@ def _refused(task: Task, error: CallError) -> SubAgentResult:
 
 
 def _with_call(
-    config: RunnableConfig | None, capture: UsageCapture, agent: SubAgent, task: Task
+    config: RunnableConfig | None, capture: UsageCapture | None, agent: SubAgent, task: Task
 ) -> RunnableConfig:
     """The dispatch's config plus this call's usage capture, run name and sample index."""
     base: dict[str, Any] = dict(config or {})
     callbacks = base.get("callbacks")
-    if isinstance(callbacks, BaseCallbackManager):
+    if capture is None:
+        pass
+    elif isinstance(callbacks, BaseCallbackManager):
         manager = callbacks.copy()
         manager.add_handler(capture, inherit=True)
         base["callbacks"] = manager

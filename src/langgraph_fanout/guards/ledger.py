@@ -172,16 +172,26 @@ class UsageCapture(BaseCallbackHandler):
                     break
         with self._lock:
             started_model = self._run_models.pop(run_id, None)
-            if not found:
-                self._unreported += 1
-            for model, meta in found:
-                if meta.get("total_cost") == 0:  # langchain-core's mark of a cache hit
-                    self._cache_hits += 1
-                    continue
-                key = model or started_model
-                self._by_model[key] = self._by_model.get(key, Usage()) + Usage.from_usage_metadata(
-                    meta
-                )
+            self._add(found, started_model)
+
+    def record_message(self, message: Any, model: str | None = None) -> None:
+        """Count the usage one chat model call returned in its ``AIMessage`` (the same
+        accounting as ``on_llm_end``, without LangChain's callback dispatch)."""
+        found: list[tuple[str | None, Mapping[str, Any]]] = []
+        if isinstance(message, AIMessage) and message.usage_metadata:
+            found.append((message.response_metadata.get("model_name"), message.usage_metadata))
+        with self._lock:
+            self._add(found, model)
+
+    def _add(self, found: list[tuple[str | None, Mapping[str, Any]]], started: str | None) -> None:
+        if not found:
+            self._unreported += 1
+        for model, meta in found:
+            if meta.get("total_cost") == 0:  # langchain-core's mark of a cache hit
+                self._cache_hits += 1
+                continue
+            key = model or started
+            self._by_model[key] = self._by_model.get(key, Usage()) + Usage.from_usage_metadata(meta)
 
     @property
     def by_model(self) -> Mapping[str | None, Usage]:
