@@ -14,7 +14,7 @@ import sys
 import textwrap
 import types
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from langgraph_fanout.errors import (
 )
 from langgraph_fanout.guards.cache import (
     CACHE_KEY_VERSION,
+    BoundedMemoryCache,
     CacheEntry,
     CacheMode,
     CacheSource,
@@ -638,9 +639,28 @@ class FakeWallClock:
         monkeypatch.setattr(langgraph.cache.memory, "datetime", fake_module)
 
 
-async def test_entries_expire_after_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = FakeWallClock(monkeypatch)
-    cache = IdempotencyCache(ttl_s=60)
+class FakeTimer:
+    """Monotonic seconds for ``BoundedMemoryCache`` (the default backend)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _clocked(kind: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Callable[..., Any]]:
+    """A clock to move and a backend factory: the default bounded one, or LangGraph's."""
+    if kind == "bounded":
+        timer = FakeTimer()
+        return timer, lambda: BoundedMemoryCache(timer=timer)
+    return FakeWallClock(monkeypatch), InMemoryCache
+
+
+@pytest.mark.parametrize("kind", ["bounded", "langgraph"])
+async def test_entries_expire_after_ttl(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, backend = _clocked(kind, monkeypatch)
+    cache = IdempotencyCache(backend(), ttl_s=60)
     compute = Counter()
     assert (await cache.run("k", compute))[1] is CacheSource.MISS
     clock.now += 59.9
@@ -650,12 +670,13 @@ async def test_entries_expire_after_ttl(monkeypatch: pytest.MonkeyPatch) -> None
     assert compute.calls == 2
 
 
+@pytest.mark.parametrize("kind", ["bounded", "langgraph"])
 async def test_ttl_is_rounded_up_to_whole_seconds_and_none_never_expires(
-    monkeypatch: pytest.MonkeyPatch,
+    kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeWallClock(monkeypatch)
-    short = IdempotencyCache(ttl_s=0.2)
-    forever = IdempotencyCache(ttl_s=None)
+    clock, backend = _clocked(kind, monkeypatch)
+    short = IdempotencyCache(backend(), ttl_s=0.2)
+    forever = IdempotencyCache(backend(), ttl_s=None)
     entry = CacheEntry(output="x", agent_used="voter")
     await short.set("k", entry)
     await forever.set("k", entry)
@@ -664,6 +685,37 @@ async def test_ttl_is_rounded_up_to_whole_seconds_and_none_never_expires(
     clock.now += 10 * 365 * 86400
     assert await short.get("k") is None
     assert await forever.get("k") == entry
+
+
+async def test_the_default_backend_holds_at_most_max_entries_and_drops_expired_ones() -> None:
+    # A long-lived process: 30,000 distinct calls through a cache bounded at 1,000.
+    timer = FakeTimer()
+    backend = BoundedMemoryCache(max_entries=1_000, timer=timer)
+    cache = IdempotencyCache(backend, ttl_s=60)
+    for i in range(30_000):
+        await cache.set(f"k{i}", CacheEntry(output=f"answer {i}", agent_used="a"))
+    assert len(backend) == 1_000
+    assert await cache.get("k29999") is not None  # the most recent stay
+    assert await cache.get("k0") is None  # the least recently used went first
+    timer.now += 61
+    assert len(backend) == 0  # expired entries are dropped, not held
+    assert len(IdempotencyCache(max_entries=5).backend) == 0
+    with pytest.raises(ConfigurationError, match="max_entries must be an int >= 1"):
+        IdempotencyCache(max_entries=0)
+
+
+async def test_the_default_backend_returns_copies_and_clears_by_namespace() -> None:
+    backend = BoundedMemoryCache()
+    ours = IdempotencyCache(backend, namespace="ours")
+    theirs = IdempotencyCache(backend, namespace="theirs")
+    output = {"items": [1, 2]}
+    await ours.set("k", CacheEntry(output=output, agent_used="a"))
+    await theirs.set("k", CacheEntry(output="x", agent_used="a"))
+    output["items"].append(3)  # the caller changes its output afterwards
+    got = await ours.get("k")
+    assert got is not None and got.output == {"items": [1, 2]}
+    await ours.clear()
+    assert await ours.get("k") is None and await theirs.get("k") is not None
 
 
 async def test_clear_drops_only_our_namespace() -> None:

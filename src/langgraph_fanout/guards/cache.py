@@ -5,7 +5,7 @@ parameters), the rendered input, the sample index and an optional user key. The 
 index is part of the key on purpose: five voters of one vote are five distinct calls.
 
 :class:`IdempotencyCache` stores :class:`CacheEntry` values in any LangGraph
-:class:`~langgraph.cache.base.BaseCache` (``InMemoryCache`` by default, ``SqliteCache`` to
+:class:`~langgraph.cache.base.BaseCache` (``BoundedMemoryCache`` by default, ``SqliteCache`` to
 persist across processes) and lets identical calls that are in flight at the same moment
 share one computation (single-flight)::
 
@@ -25,18 +25,19 @@ import hashlib
 import json
 import math
 import pathlib
+import threading
 import time
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from enum import StrEnum
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
+from cachetools import TLRUCache
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue, StringPromptValue
-from langgraph.cache.base import BaseCache, FullKey
-from langgraph.cache.memory import InMemoryCache
+from langgraph.cache.base import BaseCache, FullKey, Namespace
 from pydantic import BaseModel
 
 from langgraph_fanout.errors import CacheBackendWarning, CacheKeyError, ConfigurationError
@@ -421,6 +422,81 @@ def _store_all(entry: CacheEntry) -> bool:
     return True
 
 
+class BoundedMemoryCache(BaseCache[Any]):
+    """LangGraph's ``BaseCache`` in process memory, bounded: at most ``max_entries``
+    entries (the least recently used go first) and none kept past its TTL (cachetools'
+    ``TLRUCache`` underneath; values are stored serialised, as ``InMemoryCache`` does, so a
+    caller changing an output never changes the cached one). Thread-safe.
+
+    Args:
+        max_entries: the most entries held.
+        timer: monotonic seconds (inject a fake clock in tests).
+
+    Raises:
+        ConfigurationError: ``max_entries`` is not an int >= 1.
+    """
+
+    def __init__(
+        self, *, max_entries: int = 10_000, timer: Callable[[], float] = time.monotonic
+    ) -> None:
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ConfigurationError(f"max_entries must be an int >= 1, got {max_entries!r}")
+        super().__init__()
+        self.max_entries = max_entries
+        self._entries: TLRUCache[FullKey, tuple[str, bytes, float]] = TLRUCache(
+            maxsize=max_entries, ttu=_expires, timer=timer
+        )
+        self._lock = threading.Lock()
+
+    def get(self, keys: Sequence[FullKey]) -> dict[FullKey, Any]:
+        found: dict[FullKey, Any] = {}
+        with self._lock:
+            for key in keys:
+                held = self._entries.get(key)
+                if held is not None:
+                    found[key] = self.serde.loads_typed((held[0], held[1]))
+        return found
+
+    async def aget(self, keys: Sequence[FullKey]) -> dict[FullKey, Any]:
+        return self.get(keys)
+
+    def set(self, pairs: Mapping[FullKey, tuple[Any, int | None]]) -> None:
+        encoded = [
+            (key, (*self.serde.dumps_typed(v), _ttl(ttl))) for key, (v, ttl) in pairs.items()
+        ]
+        with self._lock:
+            for key, held in encoded:
+                self._entries[key] = held
+
+    async def aset(self, pairs: Mapping[FullKey, tuple[Any, int | None]]) -> None:
+        self.set(pairs)
+
+    def clear(self, namespaces: Sequence[Namespace] | None = None) -> None:
+        with self._lock:
+            if namespaces is None:
+                self._entries.clear()
+                return
+            wanted = {tuple(ns) for ns in namespaces}
+            for key in [k for k in self._entries if tuple(k[0]) in wanted]:
+                del self._entries[key]
+
+    async def aclear(self, namespaces: Sequence[Namespace] | None = None) -> None:
+        self.clear(namespaces)
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._entries.expire()
+            return len(self._entries)
+
+
+def _ttl(ttl: int | None) -> float:
+    return math.inf if ttl is None else float(ttl)
+
+
+def _expires(key: FullKey, held: tuple[str, bytes, float], now: float) -> float:
+    return now + held[2]
+
+
 class IdempotencyCache:
     """Cache of sub-agent outputs with single-flight, on a LangGraph ``BaseCache`` backend.
 
@@ -436,7 +512,8 @@ class IdempotencyCache:
     leaves the entry unstored; both emit :class:`CacheBackendWarning`.
 
     Args:
-        backend: any LangGraph ``BaseCache``; a fresh ``InMemoryCache`` by default,
+        backend: any LangGraph ``BaseCache``; by default a fresh ``BoundedMemoryCache``
+            (at most ``max_entries``, expired entries dropped),
             ``SqliteCache(path=...)`` to share entries between processes. For outputs that
             are pydantic models of your own, give it
             ``serde=JsonPlusSerializer(allowed_msgpack_modules=[MyModel])``: LangGraph
@@ -447,6 +524,8 @@ class IdempotencyCache:
             joins namespaces with them).
         should_store: decides which computed entries are stored (all by default), e.g.
             ``lambda e: e.output is not None``.
+        max_entries: the bound of the default in-memory backend (ignored with ``backend``):
+            a long-lived process holds at most this many entries.
 
     Raises:
         ConfigurationError: ``ttl_s`` is not positive, or ``namespace`` is empty or has a comma.
@@ -469,6 +548,7 @@ class IdempotencyCache:
         ttl_s: float | None = 3600,
         namespace: str = "langgraph-fanout",
         should_store: Callable[[CacheEntry], bool] | None = None,
+        max_entries: int = 10_000,
     ) -> None:
         if ttl_s is not None and not (isinstance(ttl_s, int | float) and 0 < ttl_s < math.inf):
             raise ConfigurationError(f"ttl_s must be a finite number > 0 or None, got {ttl_s!r}")
@@ -476,7 +556,9 @@ class IdempotencyCache:
             raise ConfigurationError(
                 f"namespace must be a non-empty str without commas, got {namespace!r}"
             )
-        self._backend: BaseCache[Any] = backend if backend is not None else InMemoryCache()
+        self._backend: BaseCache[Any] = (
+            backend if backend is not None else BoundedMemoryCache(max_entries=max_entries)
+        )
         self._ttl_s = ttl_s
         self._ttl = None if ttl_s is None else math.ceil(ttl_s)
         self._namespace = namespace
