@@ -598,10 +598,13 @@ class IdempotencyCache:
         A value that is not a record of ours (another writer, an older version) counts as
         absent and emits :class:`CacheBackendWarning`.
         """
-        full = self._full_key(key)
+        return await self._get(self._full_key(key))
+
+    async def _get(self, full: FullKey) -> CacheEntry | None:
         found = await self._backend.aget([full])
         if full not in found:
             return None
+        key = full[1]
         try:
             return CacheEntry.from_record(found[full])
         except ValueError as exc:
@@ -615,6 +618,9 @@ class IdempotencyCache:
         if not isinstance(entry, CacheEntry):
             raise ConfigurationError(f"expected a CacheEntry, got {type(entry)!r}")
         await self._backend.aset({self._full_key(key): (entry.to_record(), self._ttl)})
+
+    async def _set(self, full: FullKey, entry: CacheEntry) -> None:
+        await self._backend.aset({full: (entry.to_record(), self._ttl)})
 
     async def clear(self) -> None:
         """Delete every entry of this cache's namespace from the backend."""
@@ -649,7 +655,8 @@ class IdempotencyCache:
             >>> asyncio.run(twice())
             [<CacheSource.MISS: 'miss'>, <CacheSource.HIT: 'hit'>]
         """
-        mode = CacheMode(mode)
+        if type(mode) is not CacheMode:
+            mode = CacheMode(mode)
         full_key = self._full_key(key)
         if mode is CacheMode.BYPASS:
             return _checked(await compute()), CacheSource.MISS
@@ -675,13 +682,12 @@ class IdempotencyCache:
         compute: Callable[[], Awaitable[CacheEntry]],
         mode: CacheMode,
     ) -> tuple[CacheEntry, CacheSource]:
-        key = full_key[1]
         flight: asyncio.Future[_Outcome] = flight_key[0].create_future()
         # Registered before the first await, so every identical call from now on joins it.
         self._flights[flight_key] = flight
         try:
             try:
-                stored = await self._read(key) if mode.reads else None
+                stored = await self._read(full_key) if mode.reads else None
                 if stored is not None:
                     flight.set_result(_Outcome(entry=stored, source=CacheSource.HIT))
                     return stored, CacheSource.HIT
@@ -695,7 +701,7 @@ class IdempotencyCache:
             # Still registered while storing: calls arriving now take the result at once
             # instead of missing the backend and computing again.
             if mode.writes and self._should_store(entry):
-                await self._write(key, entry)
+                await self._write(full_key, entry)
             return entry, CacheSource.MISS
         finally:
             if not flight.done():
@@ -703,9 +709,9 @@ class IdempotencyCache:
             if self._flights.get(flight_key) is flight:
                 del self._flights[flight_key]
 
-    async def _read(self, key: str) -> CacheEntry | None:
+    async def _read(self, key: FullKey) -> CacheEntry | None:
         try:
-            return await self.get(key)
+            return await self._get(key)
         except Exception as exc:
             warnings.warn(
                 CacheBackendWarning(f"cache read failed, computing instead: {exc!r}"),
@@ -713,9 +719,9 @@ class IdempotencyCache:
             )
             return None
 
-    async def _write(self, key: str, entry: CacheEntry) -> None:
+    async def _write(self, key: FullKey, entry: CacheEntry) -> None:
         try:
-            await self.set(key, entry)
+            await self._set(key, entry)
         except Exception as exc:
             warnings.warn(
                 CacheBackendWarning(f"cache write failed, entry not stored: {exc!r}"),
