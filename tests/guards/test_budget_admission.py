@@ -602,3 +602,27 @@ def test_each_prompt_is_tokenized_once_per_attempt(monkeypatch: pytest.MonkeyPat
     assert result.report.succeeded == 20
     ours = [t for t in encoded if run_id in t]
     assert len(ours) == 20 and len(set(ours)) == 20
+
+
+async def test_an_enclosing_call_listed_twice_pins_its_room_once() -> None:
+    ledger = CostLedger(limit_usd=1.0)
+    parent = ledger.reserve(agent="parent", estimate_usd=0.5)
+    other = ledger.reserve(agent="other", estimate_usd=0.3)
+    waiting = asyncio.create_task(
+        ledger.admit(agent="child", estimate_usd=0.4, inside=(parent, parent))
+    )
+    await asyncio.sleep(0)
+    assert ledger.waiting == 1  # it may fit once `other` settles: it waits, not refused
+    other.release()
+    assert (await asyncio.wait_for(waiting, timeout=5)).agent == "child"
+
+
+def test_a_late_commit_beyond_what_a_cut_off_held_is_overshoot() -> None:
+    # Cut off with $0.1 billed and $0.1 uncertain: the other $0.8 was freed and taken.
+    ledger = CostLedger(limit_usd=1.0)
+    cut = ledger.reserve(agent="a", estimate_usd=1.0)
+    cut.cut_off(0.1, 0.1)
+    ledger.reserve(agent="b", estimate_usd=0.8)
+    cut.commit(1.0)  # the real usage arrives: all of it was used
+    books = ledger.snapshot()
+    assert (books.overshoot_usd, books.overshoot_calls) == (pytest.approx(0.8), 1)

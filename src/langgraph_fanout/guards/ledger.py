@@ -597,7 +597,8 @@ class CostLedger:
         with self._lock:
             if not self._waiters and self._fits(estimate, unknown_cost):
                 return self._grant(agent, estimate)
-            mine = tuple(r for r in inside if r._ledger is self)
+            # Each enclosing call counts once, however often it is listed.
+            mine = tuple(dict.fromkeys(r for r in inside if r._ledger is self))
             pinned = sum(r._estimate_nano for r in mine if not r.settled)
             if self._never_fits(estimate, unknown_cost, pinned):
                 numbers = self._refuse(estimate)
@@ -735,6 +736,11 @@ class CostLedger:
             self._spent += amount - reservation._billed_nano
             self._uncertain -= reservation._uncertain_nano
             self._by_agent[agent] = self._by_agent.get(agent, 0) + amount - reservation._billed_nano
+            # The room beyond billed + uncertain was freed at the cut-off: using it is overshoot.
+            excess = amount - reservation._billed_nano - reservation._uncertain_nano
+            if excess > 0 and self._limit_nano is not None:
+                self._overshoot += excess
+                self._overshoot_calls += 1
             reservation._billed_nano = amount
             reservation._uncertain_nano = 0
             reservation._state = _COMMITTED
@@ -759,6 +765,9 @@ class CostLedger:
         if state == _CUT_OFF:
             self._cut_off_calls += 1
             self._uncertain += uncertain
+            if amount + uncertain > estimate and self._limit_nano is not None:
+                self._overshoot += amount + uncertain - estimate
+                self._overshoot_calls += 1
             reservation._billed_nano = amount
             reservation._uncertain_nano = uncertain
             return True
