@@ -228,17 +228,21 @@ def fixed_50ms(repeat: int) -> dict[str, Any]:
     }
 
 
-_STREAM_CHILD = r"""
-import asyncio, json, sys
-sys.path.insert(0, sys.argv[2])
-from contextlib import aclosing
-from overhead import TEXT, _guarded_dispatcher, _noop
-
-def hwm_mb():
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM) in MB: a fresh exec starts it anew, unlike
+    ``ru_maxrss``, which a child inherits from its parent."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+_STREAM_CHILD = r"""
+import asyncio, json, sys
+sys.path.insert(0, sys.argv[2])
+from contextlib import aclosing
+from overhead import TEXT, _guarded_dispatcher, _noop, peak_rss_mb as hwm_mb
 
 async def main(n):
     d = _guarded_dispatcher(100, _noop)

@@ -28,12 +28,7 @@ import asyncio, json, sys, time
 sys.path.insert(0, sys.argv[3])
 from contextlib import aclosing
 import overhead
-
-def hwm_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+from overhead import peak_rss_mb as hwm_mb
 
 async def stream(dispatcher, n):
     ok = 0
