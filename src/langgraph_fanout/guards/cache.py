@@ -29,12 +29,12 @@ import threading
 import time
 import uuid
 import warnings
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from enum import StrEnum
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
-from cachetools import TLRUCache
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue, StringPromptValue
 from langgraph.cache.base import BaseCache, FullKey, Namespace
@@ -402,7 +402,7 @@ class CacheSource(StrEnum):
     """Computed by an identical call that was in flight at the same moment."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)  # not frozen: built on every miss
 class _Outcome:
     entry: CacheEntry | None = None
     source: CacheSource = CacheSource.MISS
@@ -424,9 +424,16 @@ def _store_all(entry: CacheEntry) -> bool:
 
 class BoundedMemoryCache(BaseCache[Any]):
     """LangGraph's ``BaseCache`` in process memory, bounded: at most ``max_entries``
-    entries (the least recently used go first) and none kept past its TTL (cachetools'
-    ``TLRUCache`` underneath; values are stored serialised, as ``InMemoryCache`` does, so a
-    caller changing an output never changes the cached one). Thread-safe.
+    entries (the least recently used go first) and none kept past its TTL. Values are
+    stored serialised, as ``InMemoryCache`` does, so a caller changing an output never
+    changes the cached one. Thread-safe.
+
+    Every operation is O(1) (amortised for the expiry sweep): entries sit in one
+    ``OrderedDict`` in recency order, and each distinct TTL keeps its own ``OrderedDict``
+    in insertion order, which for one TTL and a monotonic timer is also expiry order, so
+    expired entries are dropped from the front without a heap. (cachetools' ``TLRUCache``,
+    which allows any expiry function, pays a heap of Python-level comparisons on every
+    write: about a quarter of a cache miss.)
 
     Args:
         max_entries: the most entries held.
@@ -443,30 +450,61 @@ class BoundedMemoryCache(BaseCache[Any]):
             raise ConfigurationError(f"max_entries must be an int >= 1, got {max_entries!r}")
         super().__init__()
         self.max_entries = max_entries
-        self._entries: TLRUCache[FullKey, tuple[str, bytes, float]] = TLRUCache(
-            maxsize=max_entries, ttu=_expires, timer=timer
-        )
+        self._timer = timer
+        # key -> (serde type, bytes, expiry deadline, ttl group), least recently used first.
+        self._entries: OrderedDict[FullKey, tuple[str, bytes, float, float]] = OrderedDict()
+        # ttl -> keys with that ttl, oldest write first (= soonest to expire).
+        self._groups: dict[float, OrderedDict[FullKey, None]] = {}
         self._lock = threading.Lock()
+
+    def _drop(self, key: FullKey) -> None:
+        held = self._entries.pop(key)
+        del self._groups[held[3]][key]
+
+    def _expire(self, now: float) -> None:
+        for ttl, keys in self._groups.items():
+            if ttl == math.inf:
+                continue
+            while keys:
+                key = next(iter(keys))
+                if self._entries[key][2] > now:
+                    break
+                del keys[key]
+                del self._entries[key]
 
     def get(self, keys: Sequence[FullKey]) -> dict[FullKey, Any]:
         found: dict[FullKey, Any] = {}
         with self._lock:
+            now = self._timer()
             for key in keys:
                 held = self._entries.get(key)
-                if held is not None:
-                    found[key] = self.serde.loads_typed((held[0], held[1]))
+                if held is None:
+                    continue
+                if held[2] <= now:
+                    self._drop(key)
+                    continue
+                self._entries.move_to_end(key)
+                found[key] = self.serde.loads_typed((held[0], held[1]))
         return found
 
     async def aget(self, keys: Sequence[FullKey]) -> dict[FullKey, Any]:
         return self.get(keys)
 
     def set(self, pairs: Mapping[FullKey, tuple[Any, int | None]]) -> None:
-        encoded = [
-            (key, (*self.serde.dumps_typed(v), _ttl(ttl))) for key, (v, ttl) in pairs.items()
-        ]
+        encoded = [(key, self.serde.dumps_typed(v), _ttl(ttl)) for key, (v, ttl) in pairs.items()]
         with self._lock:
-            for key, held in encoded:
-                self._entries[key] = held
+            now = self._timer()
+            self._expire(now)
+            for key, (kind, data), ttl in encoded:
+                if key in self._entries:
+                    self._drop(key)
+                elif len(self._entries) >= self.max_entries:
+                    self._drop(next(iter(self._entries)))
+                self._entries[key] = (kind, data, now + ttl, ttl)
+                group = self._groups.get(ttl)
+                if group is None:
+                    group = self._groups[ttl] = OrderedDict()
+                group[key] = None
 
     async def aset(self, pairs: Mapping[FullKey, tuple[Any, int | None]]) -> None:
         self.set(pairs)
@@ -475,26 +513,23 @@ class BoundedMemoryCache(BaseCache[Any]):
         with self._lock:
             if namespaces is None:
                 self._entries.clear()
+                self._groups.clear()
                 return
             wanted = {tuple(ns) for ns in namespaces}
             for key in [k for k in self._entries if tuple(k[0]) in wanted]:
-                del self._entries[key]
+                self._drop(key)
 
     async def aclear(self, namespaces: Sequence[Namespace] | None = None) -> None:
         self.clear(namespaces)
 
     def __len__(self) -> int:
         with self._lock:
-            self._entries.expire()
+            self._expire(self._timer())
             return len(self._entries)
 
 
 def _ttl(ttl: int | None) -> float:
     return math.inf if ttl is None else float(ttl)
-
-
-def _expires(key: FullKey, held: tuple[str, bytes, float], now: float) -> float:
-    return now + held[2]
 
 
 class IdempotencyCache:
@@ -539,7 +574,15 @@ class IdempotencyCache:
         ('hi', <CacheSource.MISS: 'miss'>)
     """
 
-    __slots__ = ("_backend", "_flights", "_namespace", "_should_store", "_ttl", "_ttl_s")
+    __slots__ = (
+        "_backend",
+        "_flights",
+        "_memory",
+        "_namespace",
+        "_should_store",
+        "_ttl",
+        "_ttl_s",
+    )
 
     def __init__(
         self,
@@ -559,6 +602,9 @@ class IdempotencyCache:
         self._backend: BaseCache[Any] = (
             backend if backend is not None else BoundedMemoryCache(max_entries=max_entries)
         )
+        # Our own in-memory backend never blocks: called directly, not through its
+        # coroutine twins (a subclass may override either, so only the exact type).
+        self._memory = self._backend if type(self._backend) is BoundedMemoryCache else None
         self._ttl_s = ttl_s
         self._ttl = None if ttl_s is None else math.ceil(ttl_s)
         self._namespace = namespace
@@ -601,7 +647,8 @@ class IdempotencyCache:
         return await self._get(self._full_key(key))
 
     async def _get(self, full: FullKey) -> CacheEntry | None:
-        found = await self._backend.aget([full])
+        memory = self._memory
+        found = memory.get([full]) if memory is not None else await self._backend.aget([full])
         if full not in found:
             return None
         key = full[1]
@@ -620,7 +667,11 @@ class IdempotencyCache:
         await self._backend.aset({self._full_key(key): (entry.to_record(), self._ttl)})
 
     async def _set(self, full: FullKey, entry: CacheEntry) -> None:
-        await self._backend.aset({full: (entry.to_record(), self._ttl)})
+        pairs = {full: (entry.to_record(), self._ttl)}
+        if self._memory is not None:
+            self._memory.set(pairs)
+        else:
+            await self._backend.aset(pairs)
 
     async def clear(self) -> None:
         """Delete every entry of this cache's namespace from the backend."""
