@@ -49,6 +49,10 @@ class DispatchReport:
         uncertain_usd: output of calls cut off in flight that the provider may have billed
             (counted against the cap beside ``total_spent_usd``).
         hedges_launched / hedges_won: duplicates started for slow calls, and how many won.
+        abandoned_threads: threads of this process still running a sync agent's call that
+            was given up (a deadline, a cancellation) when the report was made: a Python
+            thread cannot be killed, so it finishes in the background and its result is
+            dropped (``SyncWorkers``; the pool is bounded).
         calls_saved: inputs a stop condition ended before they were called (e.g. voters
             no longer needed once the vote was decided). cost_saved_usd: those calls
             priced at the mean cost of this dispatch's successful calls (an estimate).
@@ -91,6 +95,7 @@ class DispatchReport:
     hedges_won: int = 0
     calls_saved: int = 0
     cost_saved_usd: float = 0.0
+    abandoned_threads: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -111,6 +116,8 @@ class DispatchReport:
             parts.append(f"refused {usd(self.refused_usd)}")
         if self.cache_hits:
             parts.append(f"{self.cache_hits} cached")
+        if self.abandoned_threads:
+            parts.append(f"{self.abandoned_threads} sync-agent threads abandoned")
         if self.stop_reason:
             parts.append(f"stopped: {self.stop_reason}")
         return ", ".join(parts)

@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import inspect
 import math
@@ -35,6 +34,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from langgraph_fanout.engine.threads import sync_workers
 from langgraph_fanout.errors import ClientRetriesWarning, ConfigurationError
 from langgraph_fanout.guards.breaker import ObjectKey
 from langgraph_fanout.guards.pricing import Price
@@ -278,7 +278,7 @@ class SubAgent:
             args = (value, config or {}) if self._accepts_config else (value,)
             if self._is_async:
                 return await fn(*args)
-            result = await asyncio.to_thread(fn, *args)
+            result = await sync_workers.run(fn, *args)
             if inspect.isawaitable(result):
                 return await _await(result)
             return result

@@ -48,6 +48,7 @@ from langgraph_fanout.core.stopping import (
 )
 from langgraph_fanout.engine.call import CallPipeline, Task
 from langgraph_fanout.engine.spec import DispatchMode, RunSpec, warn_nested_limits
+from langgraph_fanout.engine.threads import sync_workers
 from langgraph_fanout.errors import (
     CallCancelled,
     CallError,
@@ -388,6 +389,7 @@ def build_report(
         refused_usd=books.refused_usd,
         overshoot_usd=books.overshoot_usd,
         uncertain_usd=books.uncertain_usd,
+        abandoned_threads=sync_workers.abandoned,
     )
 
 

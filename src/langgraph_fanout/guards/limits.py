@@ -129,44 +129,81 @@ def _positive_int(name: str, value: int | None, *, allow_zero: bool = False) -> 
         raise ConfigurationError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
+class _SlotWaiter:
+    __slots__ = ("future", "granted", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.granted = False
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class Slots:
-    """A FIFO counting semaphore: waiters are woken in order when a slot is released.
+    """A FIFO counting semaphore that threads and their event loops can share.
 
     Same contract as ``asyncio.Semaphore`` (no polling; cancellation-safe: a slot handed
     to a waiter that was cancelled meanwhile is passed on), minus its per-acquire scan of
     the waiters (``locked()`` in Python 3.11), which costs as much as the rest of a call's
-    bookkeeping on the engine's hot path (``benchmarks/overhead.py``).
+    bookkeeping on the engine's hot path (``benchmarks/overhead.py``). One ``Slots`` may
+    be used from several threads, each running its own loop: the count and the line are
+    kept under a lock, a slot is handed over under it (``granted``), and a waiter of
+    another loop is woken with ``call_soon_threadsafe``, so one cap holds across all of
+    them in one order.
     """
 
-    __slots__ = ("_value", "_waiters")
+    __slots__ = ("_lock", "_value", "_waiters")
 
     def __init__(self, value: int) -> None:
         self._value = value
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[_SlotWaiter] = deque()
+        self._lock = threading.Lock()
 
     async def acquire(self, *, first: bool = False) -> None:
         """Take a slot, waiting in line for one; ``first`` jumps the line (hedges do)."""
-        if self._value > 0 and not self._waiters:
-            self._value -= 1
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        if first:
-            self._waiters.appendleft(waiter)
-        else:
-            self._waiters.append(waiter)
+        with self._lock:
+            if self._value > 0 and not self._waiters:
+                self._value -= 1
+                return
+            waiter = _SlotWaiter(asyncio.get_running_loop())
+            if first:
+                self._waiters.appendleft(waiter)
+            else:
+                self._waiters.append(waiter)
         try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # the slot was ours already: hand it to the next in line
+            await waiter.future
+        except BaseException:
+            with self._lock:
+                if waiter.granted:
+                    self._release_locked()  # the slot was ours already: pass it on
+                else:
+                    self._waiters.remove(waiter)
             raise
 
     def release(self) -> None:
+        with self._lock:
+            self._release_locked()
+
+    def _release_locked(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # handed over: the count does not change
+            waiter.granted = True  # handed over: the count does not change
+            try:
+                here = asyncio.get_running_loop()
+            except RuntimeError:
+                here = None
+            if waiter.loop is here:
+                _wake(waiter.future)
                 return
+            try:
+                waiter.loop.call_soon_threadsafe(_wake, waiter.future)
+                return
+            except RuntimeError:  # its loop is closed: nobody waits there any more
+                continue
         self._value += 1
 
     @property
