@@ -327,7 +327,7 @@ def test_ledger_sets_the_budget_or_must_agree_with_limits() -> None:
     assert client.limits.max_total_cost_usd == 0.25
 
 
-def test_shared_limits_give_each_loop_its_own_slots_over_one_run() -> None:
+def test_shared_limits_give_each_loop_a_view_of_one_run_and_one_cap() -> None:
     shared = SharedLimits(DispatchResourceLimits(max_total_cost_usd=0.5, max_concurrent=2))
 
     async def view() -> SharedRun:
@@ -337,7 +337,8 @@ def test_shared_limits_give_each_loop_its_own_slots_over_one_run() -> None:
         return here
 
     first, second = asyncio.run(view()), asyncio.run(view())
-    assert first.concurrency is not second.concurrency
+    assert first is not second  # a view per loop...
+    assert first.concurrency is second.concurrency is shared.run.concurrency  # ...one cap
     assert first.ledger is second.ledger is shared.ledger
     assert shared.agents_started == 2
 

@@ -388,9 +388,10 @@ def reconcile_budget(
 class SharedLimits:
     """The ``SharedRun`` of one agent run, held so that it can be reset.
 
-    One budget, agent count and rate limiter for every call, threads included.
-    ``max_concurrent`` holds per event loop: slots belong to one loop, so each loop draws
-    from its own view (``SharedRun.on_another_loop``); a sync tool call runs its own loop.
+    One budget, agent count, concurrency cap and rate limiter for every call, threads
+    and their event loops included (a sync tool call runs its own loop): each loop draws
+    from its own view of the run, which shares the ledger, the count and the ``Slots``.
+    (A ``RateLimiter`` keeps its buckets per event loop, so rates hold per loop.)
 
     Args:
         limits: what the run may use.
@@ -442,16 +443,19 @@ class SharedLimits:
             run = self._loops.get(loop)
             if run is None:
                 run = self._loops[loop] = self.run.on_another_loop()
+                run.concurrency = self.run.concurrency  # one cap across loops
             return run
 
     def reset(self) -> None:
         """Start a new run: a fresh ledger with the same cap and a zero agent count.
 
         A ledger passed in is no longer used afterwards; the rate limiter is kept, and so
-        are the slots of each loop (calls still in flight hold some).
+        are the slots (calls still in flight hold some).
         """
         with self._lock:
+            slots = self.run.concurrency
             self.run = SharedRun.create(self.limits, limiter=self.run.limiter)
-            for loop, old in list(self._loops.items()):
+            self.run.concurrency = slots
+            for loop in list(self._loops):
                 self._loops[loop] = view = self.run.on_another_loop()
-                view.concurrency = old.concurrency
+                view.concurrency = slots
