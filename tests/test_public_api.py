@@ -67,6 +67,7 @@ PUBLIC = [
     "RefusedError",
     "RetriesExhausted",
     "ScreeningPolicy",
+    "SharedRun",
     "Status",
     "StopCondition",
     "SubAgent",

@@ -99,7 +99,7 @@ from langgraph_fanout.guards.breaker import (
 from langgraph_fanout.guards.cache import CacheMode, IdempotencyCache
 from langgraph_fanout.guards.hedging import HedgePolicy
 from langgraph_fanout.guards.ledger import CostLedger
-from langgraph_fanout.guards.limits import DispatchResourceLimits
+from langgraph_fanout.guards.limits import DispatchResourceLimits, SharedRun
 from langgraph_fanout.guards.pricing import Price, lookup_price
 from langgraph_fanout.guards.ratelimit import (
     EndpointPauses,
@@ -173,6 +173,7 @@ __all__ = [
     "RefusedError",
     "RetriesExhausted",
     "ScreeningPolicy",
+    "SharedRun",
     "Status",
     "StopCondition",
     "SubAgent",

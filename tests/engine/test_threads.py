@@ -12,11 +12,12 @@ from langgraph_fanout import (
     ConfigurationError,
     Dispatcher,
     DispatchResourceLimits,
+    SharedRun,
     SubAgent,
     dispatch_agents_sync,
 )
 from langgraph_fanout.engine.threads import SyncWorkers, sync_workers
-from langgraph_fanout.guards.limits import SharedRun, Slots
+from langgraph_fanout.guards.limits import Slots
 
 
 class Peak:
