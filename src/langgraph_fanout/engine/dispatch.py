@@ -51,7 +51,7 @@ from langgraph_fanout.errors import (
     InvalidInputError,
     SyncInAsyncError,
 )
-from langgraph_fanout.guards.limits import DispatchResourceLimits, SharedRun, Slots
+from langgraph_fanout.guards.limits import DispatchResourceLimits, LoopSlots, SharedRun
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -312,7 +312,7 @@ class Dispatcher:
         # waits for room (backpressure) but its end-of-stream mark can never block, even
         # when it is cancelled with the queue full.
         queue: asyncio.Queue[SubAgentResult | None] = asyncio.Queue()
-        room = Slots(2 * window)
+        room = LoopSlots(2 * window)
         builder = ReportBuilder()
         ended: list[tuple[RunController, DispatchReport]] = []
 

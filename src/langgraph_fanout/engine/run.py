@@ -57,8 +57,8 @@ from langgraph_fanout.errors import (
 )
 from langgraph_fanout.guards.ledger import CostLedger
 from langgraph_fanout.guards.limits import (
+    LoopSlots,
     SharedRun,
-    Slots,
     current_scope,
 )
 
@@ -153,7 +153,7 @@ class RunController:
             if limits is not shared.limits:
                 warn_nested_limits(limits, stacklevel=4)
         self.shared, self.depth, self.nested = shared, depth, scope is not None
-        self.window = Slots(limits.max_concurrent) if limits.max_concurrent else None
+        self.window = LoopSlots(limits.max_concurrent) if limits.max_concurrent else None
         max_depth = shared.limits.max_dispatch_depth
         if max_depth is not None and depth > max_depth:
             self.refusal = DepthLimitExceeded(depth=depth, limit=max_depth)

@@ -186,7 +186,10 @@ class Slots:
 
     def release(self) -> None:
         with self._lock:
-            self._release_locked()
+            if self._waiters:
+                self._release_locked()
+            else:
+                self._value += 1
 
     def _release_locked(self) -> None:
         while self._waiters:
@@ -212,6 +215,49 @@ class Slots:
 
     def __repr__(self) -> str:
         return f"Slots(available={self._value}, waiting={len(self._waiters)})"
+
+
+class LoopSlots:
+    """``Slots`` for one event loop only (a dispatch's own window, the stream's room):
+    the same FIFO contract without the lock, which a structure no other thread sees does
+    not need (it is on every call's path twice)."""
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self, value: int) -> None:
+        self._value = value
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, *, first: bool = False) -> None:
+        if self._value > 0 and not self._waiters:
+            self._value -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if first:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was ours already: hand it to the next in line
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # handed over: the count does not change
+                return
+        self._value += 1
+
+    @property
+    def available(self) -> int:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"LoopSlots(available={self._value}, waiting={len(self._waiters)})"
 
 
 class SlotLease:
