@@ -163,7 +163,7 @@ class Guards:
         """What the call pipeline reads, with the defaults filled in."""
         cache = default_cache() if self.cache is True else self.cache or None
         return PipelineGuards(
-            policy=self.policy if self.policy is not None else ErrorRecoveryPolicy(),
+            policy=self.policy if self.policy is not None else _DEFAULT_POLICY,
             resolve=resolve,
             breakers=self.breakers if self.breakers is not None else default_breakers,
             pauses=self.pauses if self.pauses is not None else default_pauses,
@@ -179,6 +179,7 @@ class Guards:
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(Guards))
+_DEFAULT_POLICY = ErrorRecoveryPolicy()  # frozen: one shared value keeps one tenacity controller
 
 
 def _typed(name: str, value: Any, kind: Any) -> None:

@@ -287,6 +287,7 @@ def backoff_wait(policy: ErrorRecoveryPolicy, *, rng: random.Random | None = Non
 
 
 _CONTROLLERS: dict[tuple[int, int], tuple[ErrorRecoveryPolicy, Any, AsyncRetrying]] = {}
+_MAX_CONTROLLERS = 64
 
 
 def _controller(policy: ErrorRecoveryPolicy, rng: random.Random | None) -> AsyncRetrying:
@@ -303,8 +304,10 @@ def _controller(policy: ErrorRecoveryPolicy, rng: random.Random | None) -> Async
             lambda e: isinstance(e, CallError) and _is_retryable(e, policy.retry_on)
         ),
     )
-    if len(_CONTROLLERS) > 1024:  # policies are few; this only bounds a pathological caller
-        _CONTROLLERS.clear()
+    if len(_CONTROLLERS) >= _MAX_CONTROLLERS:
+        # A caller that builds a policy or an rng per dispatch: forget the oldest, so a
+        # long-lived process holds at most this many (each keeps its policy and rng alive).
+        del _CONTROLLERS[next(iter(_CONTROLLERS))]
     _CONTROLLERS[key] = (policy, rng, controller)
     return controller
 
