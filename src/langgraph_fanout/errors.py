@@ -100,17 +100,22 @@ class ConfigurationError(FanoutError, ValueError):
         self._kwargs = {"message": message}
 
 
+_WHOLE = {-1: "template", -2: "arguments"}
+
+
 class InvalidInputError(ConfigurationError):
     """Templates or argument sets failed validation before any call was made.
 
     Attributes:
-        problems: ``(index, reason)`` pairs; index ``-1`` means the template itself.
+        problems: ``(index, reason)`` pairs; index ``-1`` means the template itself, ``-2``
+            the arguments as a whole (not an iterable of inputs).
     """
 
     def __init__(self, *, problems: Sequence[tuple[int, str]]) -> None:
         self.problems = tuple((int(i), str(r)) for i, r in problems)
         shown = "; ".join(
-            f"template: {r}" if i < 0 else f"item {i}: {r}" for i, r in self.problems[:5]
+            f"{_WHOLE.get(i, 'template')}: {r}" if i < 0 else f"item {i}: {r}"
+            for i, r in self.problems[:5]
         )
         more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
         FanoutError.__init__(

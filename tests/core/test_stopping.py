@@ -22,9 +22,9 @@ from langgraph_fanout.errors import AgentError
 
 @pytest.mark.parametrize("k", [0, -1, True, 1.5, "2"])
 def test_a_count_below_one_is_a_configuration_error(k: object) -> None:
-    with pytest.raises(ConfigurationError, match="needs an int k >= 1"):
+    with pytest.raises(ConfigurationError, match="stop_after_successes k must be an int >= 1"):
         stop_after_successes(k)  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="needs an int k >= 1"):
+    with pytest.raises(ConfigurationError, match="stop_after_failures k must be an int >= 1"):
         stop_after_failures(k)  # type: ignore[arg-type]
 
 

@@ -523,7 +523,7 @@ def test_endpoint_pauses_keep_the_later_end_and_forget_dead_objects() -> None:
     assert remaining == pytest.approx(3.0, abs=1e-6)
     assert waited == pytest.approx(3.0, abs=1e-6)
     assert again == 0.0
-    with pytest.raises(ConfigurationError, match="spread must be a number in"):
+    with pytest.raises(ConfigurationError, match="spread must be a finite number >= 0 and < 1"):
         EndpointPauses(spread=1.5)
 
     class Agent:

@@ -284,8 +284,8 @@ def test_entry_record_roundtrip_and_validation() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"ttl_s": 0}, "ttl_s must be a finite number > 0 or None"),
-        ({"ttl_s": float("inf")}, "ttl_s must be a finite number > 0 or None"),
+        ({"ttl_s": 0}, "ttl_s must be a finite number > 0 and <= 1e9 or None"),
+        ({"ttl_s": float("inf")}, "ttl_s must be a finite number > 0 and <= 1e9 or None"),
         ({"namespace": "a,b"}, "namespace must be a non-empty str without commas"),
         ({"namespace": ""}, "namespace must be a non-empty str without commas"),
     ],

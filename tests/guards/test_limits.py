@@ -22,16 +22,24 @@ def test_defaults_do_not_throttle_silently() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"max_concurrent": 0}, "max_concurrent must be > 0"),
+        ({"max_concurrent": 0}, "max_concurrent must be an int >= 1"),
         ({"max_concurrent": 2.5}, "max_concurrent must be an int"),
-        ({"max_total_cost_usd": -1}, "max_total_cost_usd must be finite and >= 0"),
-        ({"max_failure_rate": 1.5}, "max_failure_rate must be in [0, 1)"),
-        ({"max_agent_duration_s": 0}, "max_agent_duration_s must be finite and > 0"),
+        ({"max_total_cost_usd": -1}, "max_total_cost_usd must be a finite number >= 0"),
+        ({"max_failure_rate": 1.5}, "max_failure_rate must be a finite number >= 0 and < 1"),
+        ({"max_agent_duration_s": 0}, "max_agent_duration_s must be a finite number > 0"),
         ({"max_total_duration_s": float("inf")}, "finite"),
-        ({"requests_per_second": float("nan")}, "NaN"),
-        ({"max_dispatch_depth": 0}, "max_dispatch_depth must be > 0"),
-        ({"min_success_count": -1}, "min_success_count must be >= 0"),
+        ({"requests_per_second": float("nan")}, "got nan"),
+        ({"max_dispatch_depth": 0}, "max_dispatch_depth must be an int >= 1"),
+        ({"min_success_count": -1}, "min_success_count must be an int >= 0"),
         ({"max_total_agents": True}, "max_total_agents must be an int"),
+        ({"max_failure_rate": "0.5"}, "max_failure_rate must be a finite number >= 0 and < 1"),
+        (
+            {"max_total_cost_usd": 1e308},
+            "max_total_cost_usd must be a finite number >= 0 and <= 1e12",
+        ),
+        ({"default_max_output_tokens": None}, "default_max_output_tokens must be an int >= 1"),
+        ({"allow_unpriced": "no"}, "allow_unpriced must be True or False, got 'no' (str)"),
+        ({"cancel_in_flight_on_failure_rate": 0}, "must be True or False, got 0"),
     ],
 )
 def test_invalid_limits_raise_at_construction(kwargs: dict[str, Any], fragment: str) -> None:

@@ -23,7 +23,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
-from langgraph_fanout.aggregate.extract import _MISSING, Key, as_number, by_index, extract
+from langgraph_fanout.aggregate.extract import (
+    _MISSING,
+    Key,
+    as_number,
+    by_index,
+    check_options,
+    extract,
+)
 from langgraph_fanout.aggregate.voting import majority_vote
 from langgraph_fanout.core.results import SubAgentResult
 from langgraph_fanout.core.stopping import StopCondition, stop_after_successes
@@ -32,6 +39,9 @@ from langgraph_fanout.errors import ConfigurationError, KeyNotFound
 
 class _NoEarlyStop:
     __slots__ = ()
+
+    def __post_init__(self) -> None:
+        check_options(self)
 
     def stop_condition(self) -> StopCondition | None:
         """This aggregator needs every result: it never stops a dispatch early."""

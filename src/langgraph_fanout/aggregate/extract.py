@@ -24,12 +24,34 @@ from typing import Any, Final, TypeAlias
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel
 
+from langgraph_fanout.core.checks import check_flag, shown
 from langgraph_fanout.core.results import SubAgentResult
 from langgraph_fanout.core.text import as_text
 from langgraph_fanout.errors import ConfigurationError, KeyNotFound
 
 Key: TypeAlias = str | Callable[[Any], Any] | None
 """What to read from an output: ``None`` (the output itself), a dotted path, or a function."""
+
+
+def check_options(owner: object) -> None:
+    """Raise ``ConfigurationError`` for a bad option of an aggregator: a ``key`` that is
+    neither a dotted path, a function nor ``None``; a ``score`` or ``normalize`` that is not
+    a function; a ``reverse`` or ``include_errors`` that is not a bool."""
+    kind = type(owner).__name__
+    key = getattr(owner, "key", None)
+    if key is not None and not callable(key) and not (isinstance(key, str) and key):
+        raise ConfigurationError(
+            f"{kind} key must be a dotted path, a function or None, got {shown(key)}"
+        )
+    for name in ("score", "normalize"):
+        value = getattr(owner, name, None)
+        if value is not None and not callable(value):
+            raise ConfigurationError(
+                f"{kind} {name} must be a function or None, got {shown(value)}"
+            )
+    for name in ("reverse", "include_errors"):
+        if hasattr(owner, name):
+            check_flag(f"{kind} {name}", getattr(owner, name))
 
 
 class _Sentinel(Enum):

@@ -28,7 +28,15 @@ from dataclasses import KW_ONLY, dataclass, field
 from fractions import Fraction
 from typing import Any, Final, Literal, TypeAlias
 
-from langgraph_fanout.aggregate.extract import Key, by_index, extract, key_name, normalize_answer
+from langgraph_fanout.aggregate.extract import (
+    Key,
+    by_index,
+    check_options,
+    extract,
+    key_name,
+    normalize_answer,
+)
+from langgraph_fanout.core.checks import MAX_COUNT, check_number, shown
 from langgraph_fanout.core.results import Status, SubAgentResult
 from langgraph_fanout.core.stopping import DispatchProgress, StopCondition
 from langgraph_fanout.errors import ConfigurationError, VoteTie
@@ -182,10 +190,18 @@ class majority_vote:
             raise ConfigurationError(
                 f"early must be 'exact', 'adaptive' or None, got {self.early!r}"
             )
-        if not 0.5 < self.confidence < 1.0:
-            raise ConfigurationError(f"confidence must be in (0.5, 1), got {self.confidence!r}")
-        if self.max_weight is not None and not (0 < self.max_weight < math.inf):
-            raise ConfigurationError(f"max_weight must be finite and > 0, got {self.max_weight}")
+        check_number("majority_vote confidence", self.confidence, above=0.5, below=1)
+        check_number(
+            "majority_vote max_weight", self.max_weight, above=0, at_most=MAX_COUNT, optional=True
+        )
+        check_options(self)
+        if self.weights is not None and not (
+            isinstance(self.weights, Mapping) or callable(self.weights)
+        ):
+            raise ConfigurationError(
+                "majority_vote weights must map agent names to weights or be a function of a "
+                f"result, got {shown(self.weights)}"
+            )
         if isinstance(self.weights, Mapping):
             # A private copy: a dict changed later must not change a vote already configured.
             object.__setattr__(self, "weights", dict(self.weights))

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,29 @@ class PromptTemplate:
             parts.append(str(arguments[name]))
         parts.append(self.literals[-1])
         return "".join(parts)
+
+
+def check_arguments(arguments: object) -> None:
+    """Raise ``InvalidInputError`` unless ``arguments`` is an iterable of inputs.
+
+    A str, bytes or a mapping is one input, not several (iterating it would dispatch its
+    characters or its keys): the message says to wrap it in a list.
+    """
+    if isinstance(arguments, str | bytes | bytearray | Mapping):
+        kind = "a mapping" if isinstance(arguments, Mapping) else f"a {type(arguments).__name__}"
+        raise InvalidInputError(
+            problems=[(-2, f"got {kind}, which is one input: pass a list of inputs, e.g. [value]")]
+        )
+    if not isinstance(arguments, Iterable):
+        raise InvalidInputError(
+            problems=[
+                (
+                    -2,
+                    f"must be an iterable of inputs (a list, a generator), "
+                    f"got {type(arguments).__name__}",
+                )
+            ]
+        )
 
 
 def validate_arguments(template: PromptTemplate, arguments: Sequence[Any]) -> list[tuple[int, str]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from langgraph_fanout.core.checks import MAX_COUNT, check_number, check_text, shown
 from langgraph_fanout.core.results import Status, SubAgentResult
 from langgraph_fanout.errors import ConfigurationError
 
@@ -98,6 +99,11 @@ class stop_when(StopCondition):
     """Stop when ``predicate(progress)`` is true, giving ``reason``."""
 
     def __init__(self, predicate: Callable[[DispatchProgress], bool], reason: str) -> None:
+        if not callable(predicate):
+            raise ConfigurationError(
+                f"stop_when predicate must be a function of the progress, got {shown(predicate)}"
+            )
+        check_text("stop_when reason", reason)
         self.predicate = predicate
         self.reason = reason
 
@@ -112,8 +118,7 @@ class stop_after_successes(StopCondition):
     """Stop once ``k`` inputs have succeeded (``k=1`` is "first success")."""
 
     def __init__(self, k: int) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ConfigurationError(f"stop_after_successes needs an int k >= 1, got {k!r}")
+        check_number("stop_after_successes k", k, at_least=1, at_most=MAX_COUNT, integer=True)
         self.k = k
 
     def __call__(self, progress: DispatchProgress) -> str | None:
@@ -129,8 +134,7 @@ class stop_after_failures(StopCondition):
     """Stop once ``k`` inputs have failed."""
 
     def __init__(self, k: int) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ConfigurationError(f"stop_after_failures needs an int k >= 1, got {k!r}")
+        check_number("stop_after_failures k", k, at_least=1, at_most=MAX_COUNT, integer=True)
         self.k = k
 
     def __call__(self, progress: DispatchProgress) -> str | None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import math
 import re
 import warnings
 from collections.abc import Awaitable, Callable, Hashable, Mapping
@@ -34,6 +33,14 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from langgraph_fanout.core.checks import (
+    MAX_COUNT,
+    MAX_USD,
+    check_flag,
+    check_number,
+    check_text,
+    check_type,
+)
 from langgraph_fanout.engine.threads import sync_workers
 from langgraph_fanout.errors import ClientRetriesWarning, ConfigurationError
 from langgraph_fanout.guards.breaker import ObjectKey
@@ -125,24 +132,38 @@ class SubAgent:
             if not overrides:
                 return obj
             return cls.of(obj.target, **{**obj._fields(), **overrides})
-        if max_output_tokens is not None and max_output_tokens <= 0:
-            raise ConfigurationError(f"max_output_tokens must be > 0, got {max_output_tokens}")
-        if cost_per_call_usd is not None and (
-            isinstance(cost_per_call_usd, bool)
-            or not isinstance(cost_per_call_usd, int | float)
-            or not 0 <= cost_per_call_usd < math.inf
+        check_number(
+            "SubAgent max_output_tokens",
+            max_output_tokens,
+            at_least=1,
+            at_most=MAX_COUNT,
+            integer=True,
+            optional=True,
+        )
+        check_number(
+            "SubAgent cost_per_call_usd",
+            cost_per_call_usd,
+            at_least=0,
+            at_most=MAX_USD,
+            optional=True,
+        )
+        check_number(
+            "SubAgent max_model_calls",
+            max_model_calls,
+            at_least=1,
+            at_most=MAX_COUNT,
+            integer=True,
+            optional=True,
+        )
+        for option, text in (
+            ("name", name),
+            ("model", model),
+            ("provider", provider),
+            ("breaker_key", breaker_key),
         ):
-            raise ConfigurationError(
-                f"cost_per_call_usd must be a finite number >= 0, got {cost_per_call_usd!r}"
-            )
-        if max_model_calls is not None and (
-            isinstance(max_model_calls, bool)
-            or not isinstance(max_model_calls, int)
-            or max_model_calls < 1
-        ):
-            raise ConfigurationError(
-                f"max_model_calls must be an int >= 1, got {max_model_calls!r}"
-            )
+            check_text(f"SubAgent {option}", text, optional=True)
+        check_type("SubAgent price", price, Price, optional=True)
+        check_flag("SubAgent last_message", last_message)
         if isinstance(obj, BaseChatModel):
             _warn_client_retries(obj)
             model = model or _model_id(obj)

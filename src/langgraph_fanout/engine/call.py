@@ -261,6 +261,9 @@ class CallPipeline:
                 args, found, _ = screening.screen_input(task.arguments)
             except InjectionDetected as error:
                 return _refused(task, error)
+            except Exception as exc:  # arguments the screen cannot walk (nested too deep)
+                reason = f"the arguments could not be screened: {exc!r}"
+                return _refused(task, InvalidItem(index=task.index, reason=reason))
             flags = tuple(f"injection:{f.field}:{','.join(f.markers)}" for f in found)
             if args is not task.arguments and task.template is not None:
                 prompt = task.template.render(args)

@@ -35,7 +35,8 @@ from typing import Any, ParamSpec, TypeVar, Unpack, overload
 from langchain_core.runnables import RunnableConfig
 
 from langgraph_fanout.aggregate.aggregators import stop_condition_of
-from langgraph_fanout.core.prompts import PromptTemplate, validate_arguments
+from langgraph_fanout.core.checks import check_samples
+from langgraph_fanout.core.prompts import PromptTemplate, check_arguments, validate_arguments
 from langgraph_fanout.core.report import DispatchReport, ReportBuilder
 from langgraph_fanout.core.results import SubAgentResult
 from langgraph_fanout.core.stopping import StopCondition
@@ -200,15 +201,19 @@ class Dispatcher:
             InvalidInputError: names every bad item; nothing is called.
         """
         sub = self._agent(agent)
-        if samples < 1:
-            raise ConfigurationError(f"samples must be >= 1, got {samples}")
+        check_samples(samples)
+        check_arguments(arguments)
         args = list(arguments)
         parsed = None if template is None else PromptTemplate.parse(template)
         if parsed is not None:
             problems = validate_arguments(parsed, args)
             if problems:
                 raise InvalidInputError(problems=problems)
-        return list(_expand(args, sub, parsed, samples, validated=True))
+        tasks = list(_expand(args, sub, parsed, samples, validated=True))
+        unrendered = [(t.index // samples, t.invalid) for t in tasks if t.invalid and not t.sample]
+        if unrendered:
+            raise InvalidInputError(problems=unrendered)
+        return tasks
 
     def _agent(self, agent: AgentLike | None) -> SubAgent:
         if agent is not None:
@@ -277,6 +282,8 @@ class Dispatcher:
         ``DispatchFailed`` at the end, as ``run`` does.
         """
         sub = self._agent(agent)
+        check_samples(samples)
+        check_arguments(arguments)
         parsed = None if template is None else PromptTemplate.parse(template)
         total = len(arguments) if isinstance(arguments, Sequence) else None
 
@@ -378,7 +385,10 @@ def _expand(
             if problems:
                 invalid = problems[0][1]
             else:
-                prompt = template.render(args)
+                try:
+                    prompt = template.render(args)
+                except Exception as exc:  # a value whose str() raises, or is too large
+                    invalid = f"cannot be rendered: str() of a value raised {exc!r}"
         for sample in range(samples):
             yield Task(
                 index=index,

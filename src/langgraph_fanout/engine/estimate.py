@@ -155,5 +155,10 @@ def countable(prompt: Any) -> str | Sequence[BaseMessage]:
         return list(prompt)
     try:
         return json.dumps(prompt, default=str, ensure_ascii=False)
-    except (TypeError, ValueError):
+    except Exception:  # circular, or a value whose str() raises (an int past 4300 digits)
+        pass
+    try:
         return str(prompt)
+    except Exception:
+        # Nothing to count: an agent that can take this is a function (priced per call).
+        return f"<{type(prompt).__name__}>"

@@ -26,10 +26,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from langgraph_fanout.core.prompts import PromptTemplate, validate_arguments
+from langgraph_fanout.core.checks import MAX_SECONDS, check_number, check_samples, check_type
+from langgraph_fanout.core.prompts import PromptTemplate, check_arguments, validate_arguments
 from langgraph_fanout.engine.agents import AgentLike, SubAgent
 from langgraph_fanout.engine.estimate import CostEstimator
-from langgraph_fanout.errors import ConfigurationError, InvalidInputError
+from langgraph_fanout.errors import InvalidInputError
 from langgraph_fanout.guards.limits import DispatchResourceLimits
 from langgraph_fanout.guards.pricing import Price
 
@@ -146,10 +147,10 @@ def plan_dispatch(
         >>> plan.parallel_wall_s, plan.sequential_wall_s
         (1.0, 2.0)
     """
-    if not (isinstance(latency_s, int | float) and 0 < latency_s < math.inf):
-        raise ConfigurationError(f"latency_s must be a finite number > 0, got {latency_s!r}")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ConfigurationError(f"samples must be an int >= 1, got {samples!r}")
+    check_number("plan_dispatch latency_s", latency_s, above=0, at_most=MAX_SECONDS)
+    check_samples(samples)
+    check_type("plan_dispatch limits", limits, DispatchResourceLimits, optional=True)
+    check_arguments(arguments)
     limits = limits if limits is not None else DispatchResourceLimits()
     sub = SubAgent.of(agent)
     prompts = _render_all(template, list(arguments))

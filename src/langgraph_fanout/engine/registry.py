@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from langgraph_fanout.core.checks import check_mapping, check_text
 from langgraph_fanout.engine.agents import AgentLike, SubAgent
 from langgraph_fanout.errors import ConfigurationError
 
@@ -65,6 +66,8 @@ class AgentRegistry(Mapping[str, SubAgent]):
         self._agents: dict[str, SubAgent] = {}
         self._descriptions: dict[str, str] = {}
         self._lock = threading.Lock()
+        check_mapping("AgentRegistry agents", agents, optional=True)
+        check_mapping("AgentRegistry descriptions", descriptions, optional=True)
         descriptions = dict(descriptions or {})
         for name, agent in (agents or {}).items():
             self.register(name, agent, description=descriptions.pop(name, None))
@@ -94,6 +97,7 @@ class AgentRegistry(Mapping[str, SubAgent]):
         """
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"an agent name must be a non-empty str, got {name!r}")
+        check_text(f"the description of agent {name!r}", description, optional=True, empty=True)
         sub = _as_sub_agent(agent, name)
         with self._lock:
             if name in self._agents and not replace:

@@ -54,6 +54,7 @@ from langgraph_fanout.errors import (
     CallError,
     DepthLimitExceeded,
     DispatchFailed,
+    InvalidItem,
 )
 from langgraph_fanout.guards.ledger import CostLedger
 from langgraph_fanout.guards.limits import (
@@ -289,6 +290,11 @@ class RunController:
         self._in_flight[current] = task
         try:
             return await self.pipeline(task, config)
+        except Exception as exc:
+            # A guard that cannot process this input (its cache key, its screen, its
+            # estimate): the input ends as its own result; the others go on.
+            reason = f"the guards could not process this input: {exc!r}"
+            return _ended(task, InvalidItem(index=task.index, reason=reason))
         except asyncio.CancelledError:
             # Only a cancellation this run made (deadline, a gate) becomes a result.
             if current not in self._cancelled or current.uncancel() > 0:

@@ -36,6 +36,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
 from langgraph_fanout.aggregate.aggregators import aggregator_from
+from langgraph_fanout.core.checks import check_samples
 from langgraph_fanout.core.prompts import PromptTemplate, validate_arguments
 from langgraph_fanout.core.report import DispatchReport
 from langgraph_fanout.core.results import SubAgentResult
@@ -151,8 +152,7 @@ class _FanGraph:
     ) -> None:
         if not agents:
             raise ConfigurationError("give at least one agent")
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ConfigurationError(f"samples must be an int >= 1, got {samples!r}")
+        check_samples(samples)
         self.name = name
         self.dispatcher = dispatcher
         self.rotation = tuple(a.name for a in agents)

@@ -23,7 +23,6 @@ of the process. ``default_breakers`` is the process-wide registry.
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
 import weakref
@@ -32,6 +31,13 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from langgraph_fanout.core.checks import (
+    MAX_COUNT,
+    MAX_SECONDS,
+    check_number,
+    check_text,
+    check_type,
+)
 from langgraph_fanout.errors import CircuitOpen, ConfigurationError
 
 
@@ -71,25 +77,16 @@ class BreakerConfig:
 
     def __post_init__(self) -> None:
         for name in ("minimum_calls", "window_calls", "half_open_max_calls"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"BreakerConfig.{name} must be an int >= 1, got {value!r}")
-        for name in ("window_s", "cooldown_s"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                raise ConfigurationError(
-                    f"BreakerConfig.{name} must be a finite number > 0, got {value!r}"
-                )
-        rate = self.failure_rate
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
-            raise ConfigurationError(
-                f"BreakerConfig.failure_rate must be a number in (0, 1], got {rate!r}"
+            check_number(
+                f"BreakerConfig.{name}",
+                getattr(self, name),
+                at_least=1,
+                at_most=MAX_COUNT,
+                integer=True,
             )
+        for name in ("window_s", "cooldown_s"):
+            check_number(f"BreakerConfig.{name}", getattr(self, name), above=0, at_most=MAX_SECONDS)
+        check_number("BreakerConfig.failure_rate", self.failure_rate, above=0, at_most=1)
         if self.window_calls < self.minimum_calls:
             raise ConfigurationError(
                 f"BreakerConfig.window_calls ({self.window_calls}) must be >= minimum_calls "
@@ -146,6 +143,8 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        check_text("CircuitBreaker name", name)
+        check_type("CircuitBreaker config", config, BreakerConfig, optional=True)
         self.name = name
         self.config = config if config is not None else BreakerConfig()
         self._clock = clock

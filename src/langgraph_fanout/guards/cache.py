@@ -40,6 +40,7 @@ from langchain_core.prompt_values import PromptValue, StringPromptValue
 from langgraph.cache.base import BaseCache, FullKey, Namespace
 from pydantic import BaseModel
 
+from langgraph_fanout.core.checks import MAX_COUNT, MAX_SECONDS, check_number, check_type, shown
 from langgraph_fanout.errors import CacheBackendWarning, CacheKeyError, ConfigurationError
 
 CACHE_KEY_VERSION: Final = "langgraph-fanout/cache-key/1"
@@ -145,9 +146,12 @@ _VERSION_JSON: Final = json.dumps(CACHE_KEY_VERSION)
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
+    try:
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+        )
+    except ValueError as exc:  # an int past Python's 4300-digit str() limit
+        raise CacheKeyError(detail=f"a value cannot be written as JSON: {exc}") from None
 
 
 def _encode_root(root: str, value: Any) -> Any:
@@ -158,6 +162,8 @@ def _encode_root(root: str, value: Any) -> Any:
         raise CacheKeyError(detail=f"{path}: {exc.reason}") from None
     except RecursionError:
         raise CacheKeyError(detail=f"{root}: nested too deeply") from None
+    except ValueError as exc:  # an int past Python's 4300-digit str() limit
+        raise CacheKeyError(detail=f"{root}: {exc}") from None
 
 
 def _qualname(obj: Any) -> str:
@@ -446,8 +452,7 @@ class BoundedMemoryCache(BaseCache[Any]):
     def __init__(
         self, *, max_entries: int = 10_000, timer: Callable[[], float] = time.monotonic
     ) -> None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise ConfigurationError(f"max_entries must be an int >= 1, got {max_entries!r}")
+        check_number("max_entries", max_entries, at_least=1, at_most=MAX_COUNT, integer=True)
         super().__init__()
         self.max_entries = max_entries
         self._timer = timer
@@ -593,8 +598,20 @@ class IdempotencyCache:
         should_store: Callable[[CacheEntry], bool] | None = None,
         max_entries: int = 10_000,
     ) -> None:
-        if ttl_s is not None and not (isinstance(ttl_s, int | float) and 0 < ttl_s < math.inf):
-            raise ConfigurationError(f"ttl_s must be a finite number > 0 or None, got {ttl_s!r}")
+        check_number("IdempotencyCache ttl_s", ttl_s, above=0, at_most=MAX_SECONDS, optional=True)
+        check_type("IdempotencyCache backend", backend, BaseCache, optional=True)
+        check_number(
+            "IdempotencyCache max_entries",
+            max_entries,
+            at_least=1,
+            at_most=MAX_COUNT,
+            integer=True,
+        )
+        if should_store is not None and not callable(should_store):
+            raise ConfigurationError(
+                "IdempotencyCache should_store must be a function or None, "
+                f"got {shown(should_store)}"
+            )
         if not isinstance(namespace, str) or not namespace or "," in namespace:
             raise ConfigurationError(
                 f"namespace must be a non-empty str without commas, got {namespace!r}"

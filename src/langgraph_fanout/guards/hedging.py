@@ -18,6 +18,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from langgraph_fanout.core.checks import MAX_SECONDS, check_number
 from langgraph_fanout.errors import ConfigurationError
 
 
@@ -51,20 +52,23 @@ class HedgePolicy:
     window: int = 1000
 
     def __post_init__(self) -> None:
-        if self.after_s is not None and not (0 < self.after_s < math.inf):
-            raise ConfigurationError(f"after_s must be finite and > 0, got {self.after_s!r}")
-        if not 0.0 < self.percentile < 1.0:
-            raise ConfigurationError(f"percentile must be in (0, 1), got {self.percentile!r}")
-        ratio = self.min_ratio_to_median
-        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 1 <= ratio < 1e6:
-            raise ConfigurationError(
-                f"min_ratio_to_median must be a number in [1, 1e6), got {ratio!r}"
+        check_number(
+            "HedgePolicy.after_s", self.after_s, above=0, at_most=MAX_SECONDS, optional=True
+        )
+        check_number("HedgePolicy.percentile", self.percentile, above=0, below=1)
+        check_number(
+            "HedgePolicy.min_ratio_to_median", self.min_ratio_to_median, at_least=1, below=1e6
+        )
+        check_number("HedgePolicy.max_extra_ratio", self.max_extra_ratio, above=0, at_most=1)
+        for name in ("min_samples", "window"):
+            check_number(
+                f"HedgePolicy.{name}",
+                getattr(self, name),
+                at_least=1,
+                at_most=10**7,
+                integer=True,
             )
-        if not 0.0 < self.max_extra_ratio <= 1.0:
-            raise ConfigurationError(
-                f"max_extra_ratio must be in (0, 1], got {self.max_extra_ratio!r}"
-            )
-        if self.min_samples < 1 or self.window < self.min_samples:
+        if self.window < self.min_samples:
             raise ConfigurationError(
                 f"need 1 <= min_samples <= window, got {self.min_samples} and {self.window}"
             )

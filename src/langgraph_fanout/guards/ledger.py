@@ -40,6 +40,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
+from langgraph_fanout.core.checks import MAX_USD, check_number
 from langgraph_fanout.errors import BudgetExceeded, ConfigurationError
 from langgraph_fanout.guards.pricing import Price
 
@@ -253,8 +254,7 @@ _NANO = 1_000_000_000
 
 
 def _to_nano(usd: float, what: str) -> int:
-    if not math.isfinite(usd) or usd < 0:
-        raise ConfigurationError(f"{what} must be a finite number >= 0, got {usd!r}")
+    check_number(what, usd, at_least=0, at_most=MAX_USD)
     return round(usd * _NANO)
 
 
@@ -465,7 +465,9 @@ class CostLedger:
     """
 
     def __init__(self, limit_usd: float | None = None) -> None:
-        self._limit_nano = None if limit_usd is None else _to_nano(limit_usd, "limit_usd")
+        self._limit_nano = (
+            None if limit_usd is None else _to_nano(limit_usd, "CostLedger limit_usd")
+        )
         self._limit_usd = limit_usd
         self._lock = threading.Lock()
         self._spent = 0

@@ -16,14 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import math
 import threading
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
+from langgraph_fanout.core.checks import (
+    MAX_COUNT,
+    MAX_SECONDS,
+    MAX_USD,
+    check_flag,
+    check_number,
+)
 from langgraph_fanout.errors import AgentLimitExceeded, ConfigurationError
 from langgraph_fanout.guards.ledger import CostLedger, Reservation
 from langgraph_fanout.guards.ratelimit import RateLimiter
@@ -76,28 +83,37 @@ class DispatchResourceLimits:
     allow_unpriced: bool = field(default=False, metadata=RUN)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or value is None:
-                continue
-            if isinstance(value, float) and math.isnan(value):
-                raise ConfigurationError(f"{f.name} must be a number, got NaN")
-        _positive("max_total_cost_usd", self.max_total_cost_usd, allow_zero=True)
-        _positive_int("max_total_agents", self.max_total_agents)
-        _positive_int("max_concurrent", self.max_concurrent)
-        _positive_int("max_dispatch_depth", self.max_dispatch_depth)
-        _positive_int("failure_rate_min_sample", self.failure_rate_min_sample)
-        _positive_int("default_max_output_tokens", self.default_max_output_tokens)
-        _positive_int("min_success_count", self.min_success_count, allow_zero=True)
-        _positive("max_agent_duration_s", self.max_agent_duration_s)
-        _positive("max_total_duration_s", self.max_total_duration_s)
-        _positive("requests_per_second", self.requests_per_second)
-        _positive("tokens_per_minute", self.tokens_per_minute)
-        rate = self.max_failure_rate
-        if rate is not None and not 0.0 <= rate < 1.0:
-            raise ConfigurationError(
-                f"max_failure_rate must be in [0, 1) (a share of failed inputs), got {rate!r}"
-            )
+        def number(name: str, **bounds: Any) -> None:
+            check_number(f"DispatchResourceLimits.{name}", getattr(self, name), **bounds)
+
+        number("max_total_cost_usd", at_least=0, at_most=MAX_USD, optional=True)
+        for name in ("max_total_agents", "max_concurrent", "max_dispatch_depth"):
+            number(name, at_least=1, at_most=MAX_COUNT, integer=True, optional=True)
+        number("failure_rate_min_sample", at_least=1, at_most=MAX_COUNT, integer=True)
+        number(
+            "default_max_output_tokens",
+            at_least=1,
+            at_most=MAX_COUNT,
+            integer=True,
+            why="the output reserved for a call that sets no max_tokens",
+        )
+        number("min_success_count", at_least=0, at_most=MAX_COUNT, integer=True, optional=True)
+        for name in ("max_agent_duration_s", "max_total_duration_s"):
+            number(name, above=0, at_most=MAX_SECONDS, optional=True)
+        for name in ("requests_per_second", "tokens_per_minute"):
+            number(name, above=0, at_most=MAX_COUNT, optional=True)
+        number(
+            "max_failure_rate",
+            at_least=0,
+            below=1,
+            optional=True,
+            why="a share of failed inputs",
+        )
+        check_flag(
+            "DispatchResourceLimits.cancel_in_flight_on_failure_rate",
+            self.cancel_in_flight_on_failure_rate,
+        )
+        check_flag("DispatchResourceLimits.allow_unpriced", self.allow_unpriced)
 
 
 def run_wide_fields() -> tuple[str, ...]:
@@ -108,25 +124,6 @@ def run_wide_fields() -> tuple[str, ...]:
 _RUN_WIDE = tuple(
     f.name for f in fields(DispatchResourceLimits) if f.metadata.get("scope") == "run"
 )
-
-
-def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise ConfigurationError(f"{name} must be a number, got {type(value).__name__}")
-    if value < 0 or (value == 0 and not allow_zero) or math.isinf(value):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigurationError(f"{name} must be finite and {bound}, got {value!r}")
-
-
-def _positive_int(name: str, value: int | None, *, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigurationError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigurationError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
 class _SlotWaiter:

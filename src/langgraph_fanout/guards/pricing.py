@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +18,7 @@ import genai_prices
 from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import TieredPrices
 
+from langgraph_fanout.core.checks import MAX_USD, check_mapping, check_number, check_text, shown
 from langgraph_fanout.errors import ConfigurationError
 
 
@@ -60,9 +60,23 @@ class Price:
 
     def __post_init__(self) -> None:
         for name in ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise ConfigurationError(f"Price.{name} must be a finite number >= 0: {value!r}")
+            check_number(
+                f"Price.{name}",
+                getattr(self, name),
+                at_least=0,
+                at_most=MAX_USD,
+                optional=name == "cached_input_per_mtok",
+            )
+        tiers = self.tiers
+        if not isinstance(tiers, tuple | list) or not all(
+            isinstance(t, tuple | list) and len(t) == 2 and isinstance(t[1], Price) for t in tiers
+        ):
+            raise ConfigurationError(
+                f"Price.tiers must be (above_input_tokens, Price) pairs, got {shown(tiers)}"
+            )
+        object.__setattr__(self, "tiers", tuple((t, p) for t, p in tiers))
+        for threshold, _ in self.tiers:
+            check_number("Price.tiers threshold", threshold, at_least=0, integer=True)
         thresholds = [t for t, _ in self.tiers]
         if thresholds != sorted(set(thresholds)) or any(t < 0 for t in thresholds):
             raise ConfigurationError(f"Price.tiers must be ascending and >= 0: {thresholds}")
@@ -196,6 +210,9 @@ def lookup_price(
         >>> lookup_price("openai:gpt-4o").output_per_mtok
         10.0
     """
+    check_text("lookup_price model", model, optional=True)
+    check_text("lookup_price provider", provider, optional=True)
+    check_mapping("lookup_price overrides", overrides, optional=True)
     if model is None:
         return None
     prefix, bare = split_provider(model)

@@ -32,20 +32,8 @@ from typing import Final
 
 from aiolimiter import AsyncLimiter
 
+from langgraph_fanout.core.checks import MAX_COUNT, check_number, check_text, check_type
 from langgraph_fanout.errors import ConfigurationError
-
-
-def _check_number(name: str, value: float | None, *, at_least_one: bool = False) -> None:
-    if value is None:
-        return
-    low_ok = value >= 1 if at_least_one else value > 0
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (low_ok and value < math.inf)
-    ):
-        bound = ">= 1" if at_least_one else "> 0"
-        raise ConfigurationError(f"{name} must be a finite number {bound}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,11 +60,11 @@ class RateLimits:
     token_burst: float | None = None
 
     def __post_init__(self) -> None:
-        _check_number("requests_per_second", self.requests_per_second)
-        _check_number("tokens_per_minute", self.tokens_per_minute)
+        for name in ("requests_per_second", "tokens_per_minute"):
+            check_number(name, getattr(self, name), above=0, at_most=MAX_COUNT, optional=True)
         # Below 1 a single request (or token) could never be admitted.
-        _check_number("request_burst", self.request_burst, at_least_one=True)
-        _check_number("token_burst", self.token_burst, at_least_one=True)
+        check_number("request_burst", self.request_burst, at_least=1, at_most=MAX_COUNT)
+        check_number("token_burst", self.token_burst, at_least=1, at_most=MAX_COUNT, optional=True)
 
     @property
     def request_period_s(self) -> float | None:
@@ -182,6 +170,7 @@ class RateLimiter:
             request_burst=request_burst,
             token_burst=token_burst,
         )
+        check_text("RateLimiter.name", name)
         self._name = name
         self._token_capacity = self._limits.token_capacity or 0.0
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
@@ -456,8 +445,8 @@ class EndpointPauses:
     __slots__ = ("_limiters", "_lock", "_prune_at", "rng", "spread")
 
     def __init__(self, *, spread: float = 0.1, rng: random.Random | None = None) -> None:
-        if isinstance(spread, bool) or not isinstance(spread, int | float) or not 0 <= spread < 1:
-            raise ConfigurationError(f"spread must be a number in [0, 1), got {spread!r}")
+        check_number("EndpointPauses.spread", spread, at_least=0, below=1)
+        check_type("EndpointPauses.rng", rng, random.Random, optional=True)
         self.spread = float(spread)
         self.rng = rng if rng is not None else random.Random()
         self._limiters: dict[Hashable, RateLimiter] = {}

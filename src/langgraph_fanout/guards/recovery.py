@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
@@ -32,6 +31,7 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
+from langgraph_fanout.core.checks import MAX_SECONDS, check_number
 from langgraph_fanout.core.results import Attempt
 from langgraph_fanout.errors import (
     AgentError,
@@ -77,18 +77,6 @@ class ErrorStrategy(StrEnum):
     FALLBACK = "fallback"
     SKIP = "skip"
     FAIL = "fail"
-
-
-def _check_number(owner: str, name: str, value: object, *, minimum: float) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < minimum
-    ):
-        raise ConfigurationError(
-            f"{owner}.{name} must be a finite number >= {minimum:g}, got {value!r}"
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,11 +148,13 @@ class ErrorRecoveryPolicy:
             ) from None
         object.__setattr__(self, "strategy", strategy)
         for name in ("max_retries", "backpressure_retries"):
-            retries = getattr(self, name)
-            if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-                raise ConfigurationError(
-                    f"ErrorRecoveryPolicy.{name} must be an int >= 0, got {retries!r}"
-                )
+            check_number(
+                f"ErrorRecoveryPolicy.{name}",
+                getattr(self, name),
+                at_least=0,
+                at_most=1000,
+                integer=True,
+            )
         if isinstance(self.fallback_tools, str | bytes) or not isinstance(
             self.fallback_tools, Sequence
         ):
@@ -179,9 +169,17 @@ class ErrorRecoveryPolicy:
                 f"got strategy={strategy.value}"
             )
         for name in ("backoff_initial_s", "backoff_max_s", "jitter_s", "retry_after_cap_s"):
-            _check_number("ErrorRecoveryPolicy", name, getattr(self, name), minimum=0)
-        _check_number(
-            "ErrorRecoveryPolicy", "backoff_multiplier", self.backoff_multiplier, minimum=1
+            check_number(
+                f"ErrorRecoveryPolicy.{name}",
+                getattr(self, name),
+                at_least=0,
+                at_most=MAX_SECONDS,
+            )
+        check_number(
+            "ErrorRecoveryPolicy.backoff_multiplier",
+            self.backoff_multiplier,
+            at_least=1,
+            at_most=1000,
         )
         if self.backoff_max_s < self.backoff_initial_s:
             raise ConfigurationError(

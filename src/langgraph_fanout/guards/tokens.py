@@ -35,6 +35,7 @@ import tiktoken
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from langgraph_fanout.core.checks import check_text
 from langgraph_fanout.errors import ConfigurationError, TokenEstimateWarning
 from langgraph_fanout.guards.pricing import split_provider
 
@@ -317,6 +318,8 @@ def count_tokens(text: str, model: str | None = None) -> int:
         >>> count_tokens("hello world", model="gpt-4o")
         2
     """
+    check_text("count_tokens text", text, empty=True)
+    check_text("count_tokens model", model, optional=True)
     return _DEFAULT_COUNTER.count(text, model)
 
 
@@ -331,4 +334,5 @@ def count_message_tokens(
         >>> count_message_tokens("hello world", model="gpt-4o")  # 3 + "user" + 2 + 3
         9
     """
+    check_text("count_message_tokens model", model, optional=True)
     return _DEFAULT_COUNTER.count_messages(messages, model, tools)
