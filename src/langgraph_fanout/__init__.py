@@ -98,6 +98,7 @@ from langgraph_fanout.guards.breaker import (
 )
 from langgraph_fanout.guards.cache import CacheMode, IdempotencyCache
 from langgraph_fanout.guards.hedging import HedgePolicy
+from langgraph_fanout.guards.injection import InjectionFinding, InjectionSeverity
 from langgraph_fanout.guards.ledger import CostLedger
 from langgraph_fanout.guards.limits import DispatchResourceLimits, SharedRun
 from langgraph_fanout.guards.pricing import Price, lookup_price
@@ -109,6 +110,7 @@ from langgraph_fanout.guards.ratelimit import (
 )
 from langgraph_fanout.guards.recovery import ErrorRecoveryPolicy, ErrorStrategy
 from langgraph_fanout.guards.redaction import RedactionMode, Redactor
+from langgraph_fanout.guards.scanners import InjectionScanner, LLMGuardScanner
 from langgraph_fanout.guards.screening import InjectionPolicy, ScreeningPolicy
 from langgraph_fanout.guards.tokens import count_message_tokens, count_tokens
 from langgraph_fanout.tools.factories import (
@@ -159,10 +161,14 @@ __all__ = [
     "HedgePolicy",
     "IdempotencyCache",
     "InjectionDetected",
+    "InjectionFinding",
     "InjectionPolicy",
+    "InjectionScanner",
+    "InjectionSeverity",
     "InvalidInputError",
     "InvalidItem",
     "KeyNotFound",
+    "LLMGuardScanner",
     "NestedLimitsWarning",
     "OutputLimitWarning",
     "Price",

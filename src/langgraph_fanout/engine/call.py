@@ -258,13 +258,16 @@ class CallPipeline:
         screening = self._guards.screening
         if screening is not None and task.arguments is not None:
             try:
-                args, found, _ = screening.screen_input(task.arguments)
+                if screening.scanners:  # a scanner may be async: awaited here, in the loop
+                    args, found, _ = await screening.ascreen_input(task.arguments)
+                else:
+                    args, found, _ = screening.screen_input(task.arguments)
             except InjectionDetected as error:
                 return _refused(task, error)
             except Exception as exc:  # arguments the screen cannot walk (nested too deep)
                 reason = f"the arguments could not be screened: {exc!r}"
                 return _refused(task, InvalidItem(index=task.index, reason=reason))
-            flags = tuple(f"injection:{f.field}:{','.join(f.markers)}" for f in found)
+            flags = tuple(f"injection:{f.field}:{f.severity}:{','.join(f.markers)}" for f in found)
             if args is not task.arguments and task.template is not None:
                 prompt = task.template.render(args)
         cache = self._guards.cache

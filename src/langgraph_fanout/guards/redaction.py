@@ -3,8 +3,9 @@
 A :class:`Detector` finds spans of one kind of sensitive value; a :class:`Redactor` runs a
 set of detectors, resolves overlaps (the longest match wins), replaces every match
 according to its :class:`RedactionMode`, and walks whatever an agent returned (strings,
-dicts, lists, tuples, LangChain messages, pydantic models, dataclasses) without mutating it.
-The :class:`RedactionReport` counts what was replaced by kind, never the values themselves.
+dicts, lists, tuples, sets, pydantic models including every field of a LangChain message,
+dataclasses) without mutating it. The :class:`RedactionReport` counts what was replaced by
+kind, never the values themselves.
 
 Example:
     >>> text, report = Redactor().redact("mail bob@example.com")
@@ -26,7 +27,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import Enum, StrEnum
 from typing import Any, Final, Protocol, TypeVar, cast, runtime_checkable
 
-from langchain_core.messages import BaseMessage
 from pydantic import BaseModel
 
 from langgraph_fanout.errors import ConfigurationError
@@ -39,9 +39,14 @@ T = TypeVar("T")
 # around the new tokens: a chain of such neighbours costs O(n), not a full pass per link.
 _REACH = 256
 _EDGE = 16  # a match this close to a window's cut may be cut itself: rescan everything
-# Keys of LangChain content blocks that hold binary payloads (base64 images, audio, URLs):
-# a chance "sk-..." inside base64 must not corrupt an image.
-_BINARY_KEYS = frozenset({"data", "base64", "url", "image_url", "file_data"})
+# Binary payloads (base64 images and audio, data: URLs) are left alone wherever they occur:
+# a chance "sk-..." inside base64 must not corrupt an image. Below this size a base64-looking
+# string may be a key or a token, so it is scanned like any text.
+_BLOB_SIZE = 1024
+_BASE64 = re.compile(r"[A-Za-z0-9+/_\-\r\n]*={0,2}\s*", re.ASCII)
+# A JSON escape glues its letter to the next character ("\n415-555-0134"): detectors scan a
+# copy in which escapes are blanked, same length, so spans still index the original.
+_JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|[\"\\/bfnrt])")
 
 
 class RedactionMode(StrEnum):
@@ -110,8 +115,12 @@ class RegexDetector:
             raise ConfigurationError("RegexDetector needs a non-empty name and kind")
 
     def find(self, text: str) -> Iterator[Match]:
-        if self.hints and not any(h in text for h in self.hints):
-            return
+        if self.hints:
+            for hint in self.hints:  # a loop, not any(genexpr): this runs on every text
+                if hint in text:
+                    break
+            else:
+                return
         search, pos = self.pattern.search, 0
         while (m := search(text, pos)) is not None:
             start, end = m.span(self.group)
@@ -223,6 +232,14 @@ def _has_digit(candidate: str) -> bool:
     return any(c.isdigit() for c in candidate)
 
 
+def _datetime_digits(d: str) -> bool:
+    """Whether ten digits read as ``YYYYMMDDhh`` (20xx) or ``YYMMDDhhmm``."""
+    n = [int(d[i : i + 2]) for i in range(0, 10, 2)]
+    if n[0] == 20 and 1 <= n[2] <= 12 and 1 <= n[3] <= 31 and n[4] <= 23:
+        return True
+    return 1 <= n[1] <= 12 and 1 <= n[2] <= 31 and n[3] <= 23 and n[4] <= 59
+
+
 # --- default detectors --------------------------------------------------------------------
 # Patterns begin with a literal or a narrow class where possible and check the left boundary
 # right after it: a leading look-behind would disable the regex engine's fast prefix scan.
@@ -283,12 +300,87 @@ class _IPv6Detector:
                 pos = m.end()
 
 
+_QUOTES: Final = ("", '"', "'")  # what may delimit a whole value
+
+
+class _UsPhoneDetector:
+    """US/Canadian numbers: ``"(415) 555-0134"``, ``"415-555-0134"``, ``"1-800-555-0199"``,
+    ``"415.555.0134"``, and without punctuation ``"4155550134"`` and ``"415 555 0134"``.
+
+    Unpunctuated numbers need a NANP shape (area code ``[2-9][0-8]x`` and exchange
+    ``[2-9]xx``, neither ``N11``) and a clean left edge (not after ``/``, ``#`` or ``$``: a
+    path, an id or a price). Ten bare digits that read as a date-time (``2024050112``) are
+    not phones. Three spaced groups also read as a list (``"sizes 256 512 1024"``), so they
+    need a phone word just before them (``call``, ``tel``, ``phone``, ...) or to be a whole
+    value: the entire text, or quoted. One pattern covers every form: one scan of the text.
+    """
+
+    name = "phone_us"
+    _candidate = re.compile(
+        r"[(\d](?<![\w+.\-(][(\d])(?:"
+        # punctuated: "(415) 555-0134", "1-800-555-0199", "415-555-0134", "415.555.0134"
+        r"(?:(?<=\()[2-9]\d\d\)\s?\d{3}[ .\-]|(?<=1)[.\-][2-9]\d\d([.\-])\d{3}\1"
+        r"|(?<=[2-9])\d\d([.\-])\d{3}\2)\d{4}(?![\w\-]|\.\d)"
+        # unpunctuated: "4155550134", "415 555 0134" (gap is "" or " ")
+        r"|(?<=[2-9])(?!11)[0-8]\d(?P<gap> ?)[2-9](?!11)\d\d(?P=gap)\d{4}"
+        r"(?!(?P=gap)\d)(?![\w\-]|[.,:/]\d))",
+        _X,
+    )
+    _cue = re.compile(
+        r"\b(?:tel|phone|call|cell|mobile|fax|sms|text|whatsapp|contact|dial|num|no\b|ph\b)",
+        _X | re.IGNORECASE,
+    )
+
+    def find(self, text: str) -> Iterator[Match]:
+        search, pos = self._candidate.search, 0
+        while (m := search(text, pos)) is not None:
+            start, end = m.span()
+            pos = start + 1
+            gap = m.group("gap")
+            if gap is not None and not self._plausible(text, start, end, gap):
+                continue
+            yield Match(start, end, "PHONE")
+            pos = end
+
+    def _plausible(self, text: str, start: int, end: int, gap: str) -> bool:
+        before = text[start - 1] if start else ""
+        if before in ("/", "#", "$"):
+            return False
+        if not gap:
+            return not _datetime_digits(text[start:end])
+        if before == " " and start >= 2 and text[start - 2].isdigit():
+            return False  # the tail of a list: "1024 415 555 0134"
+        after = text[end] if end < len(text) else ""
+        if before in _QUOTES and after in _QUOTES:
+            return True
+        return self._cue.search(text, max(0, start - 16), start) is not None
+
+
 DEFAULT_DETECTORS: tuple[Detector, ...] = (
     _rx("jwt", "JWT", r"eyJ(?<![\w\-]eyJ)[\w\-]{5,}\.[\w\-]{5,}\.[\w\-]*", hints=("eyJ",)),
     _rx("anthropic_key", "ANTHROPIC_KEY", r"sk-ant-(?<![\w\-]sk-ant-)[\w\-]{20,}"),
     _rx("openai_key", "OPENAI_KEY", r"sk-(?<![\w\-]sk-)(?!ant-)[\w\-]{20,}"),
     _rx("github_token", "GITHUB_TOKEN", r"gh(?<!\wgh)[pousr]_[A-Za-z0-9]{36,255}"),
     _rx("github_pat", "GITHUB_TOKEN", r"github_pat_(?<!\wgithub_pat_)\w{22,255}"),
+    _rx(
+        "stripe_key",
+        "STRIPE_KEY",
+        # Secret and restricted keys, live and test; of publishable keys only live ones.
+        r"[rsp]k_(?<![A-Za-z0-9][rsp]k_)(?:live|test)_(?<!pk_test_)[0-9A-Za-z]{16,}",
+        hints=("k_live_", "k_test_"),
+    ),
+    _rx(
+        "slack_token",
+        "SLACK_TOKEN",
+        r"xox(?<![A-Za-z0-9]xox)[bpars]-(?=[0-9A-Za-z\-]{10})\d+(?:-[0-9A-Za-z]+)+",
+        hints=("xox",),
+    ),
+    _rx(
+        "google_api_key",
+        "GOOGLE_API_KEY",
+        r"AIza(?<![\w\-]AIza)[\w\-]{35}(?![\w\-])",
+        hints=("AIza",),
+    ),
     _rx(
         "aws_access_key",
         "AWS_ACCESS_KEY",
@@ -323,13 +415,7 @@ DEFAULT_DETECTORS: tuple[Detector, ...] = (
         "SSN",
         r"\d(?<![\w\-]\d)(?<!000)(?<!666)(?<!9\d\d)\d\d-(?!00)\d\d-(?!0000)\d{4}(?![\w\-])",
     ),
-    _rx(
-        "phone_us",
-        "PHONE",
-        r"[(\d](?<![\w+.\-(][(\d])"
-        r"(?:(?<=\()[2-9]\d\d\)\s?\d{3}[ .\-]|(?<=1)[.\-][2-9]\d\d([.\-])\d{3}\1"
-        r"|(?<=[2-9])\d\d([.\-])\d{3}\2)\d{4}(?![\w\-]|\.\d)",
-    ),
+    _UsPhoneDetector(),
     _rx(
         "phone_intl",
         "PHONE",
@@ -351,35 +437,86 @@ DEFAULT_DETECTORS: tuple[Detector, ...] = (
 # What every match of a default detector contains, so that a text with none of it needs
 # no detector at all (a test compares the detectors' findings with and without this).
 _IPV6_ANCHOR = re.compile(r":[0-9A-Fa-f]{0,4}:")
-# iban (two capitals and two digits); ipv4 (digit, dot, digit); cards, ssn and us phones
-# (a digit, then 7+ characters of digits and separators ending in a digit).
-_DIGIT_CANDIDATES = re.compile(r"\d(?:\.\d|[\d \-().]{6,}\d)|[A-Z][A-Z]\d\d")
+# The bearer pattern's head: "clearer pricing" has "earer" but no bearer token.
+_BEARER_WORD = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr](?<!\w......)\s", _X)
+# iban (two capitals and two digits); ipv4 (digit, dot, digit); cards, ssn and all phones
+# (a digit, then 7+ characters of digits and separators ending in a digit). One leading
+# class, not two alternatives, so the regex engine skips other characters in its fast loop.
+_DIGIT_CANDIDATES = re.compile(
+    r"[0-9A-Z](?:(?<=\d)(?:\.\d|[\d \-().]{6,}\d)|(?<=[A-Z])[A-Z]\d\d)", _X
+)
 
 
 def _has_candidates(text: str) -> bool:
     """Whether any default detector could match ``text`` (cheap: substring tests first)."""
+    if len(text) < 6:
+        return False  # the shortest possible matches: "a@b.cd", "1:2::3"
     if (
         "@" in text  # email
         or "+" in text  # international phone
         or "eyJ" in text  # jwt
         or "sk-" in text  # openai and anthropic keys
-        or "_" in text  # github tokens (gh?_, github_pat_)
+        or "_" in text  # github tokens (gh?_, github_pat_), stripe keys (sk_live_, ...)
         or "IA" in text  # aws: AKIA, ASIA, ABIA
         or "CA" in text  # aws: ACCA
-        or "earer" in text.lower()  # bearer tokens
+        or "xox" in text  # slack tokens
+        or "AIza" in text  # google api keys
     ):
         return True
     if ":" in text and _IPV6_ANCHOR.search(text) is not None:
         return True
-    return _DIGIT_CANDIDATES.search(text) is not None
+    if _DIGIT_CANDIDATES.search(text) is not None:
+        return True
+    # Bearer tokens, last: "earer" is common ("clearer"), so the detector's hints are
+    # followed by its head, the one scan here that the text may not have needed.
+    return ("earer" in text or "EARER" in text) and _BEARER_WORD.search(text) is not None
 
 
 _NOTHING: Final = RedactionReport()
+_BUILTIN_CONTAINERS: Final = frozenset({dict, list, tuple, set, frozenset})
+_INERT: Final = frozenset({int, float, bool, bytes, type(None)})
+
+
+def _scan_view(text: str) -> str:
+    """``text`` with JSON escapes blanked to spaces (same length), for the detectors."""
+    if "\\" not in text:
+        return text
+    return _JSON_ESCAPE.sub(lambda m: " " * len(m.group()), text)
+
+
+def _is_blob(text: str) -> bool:
+    """Whether ``text`` is binary data: a base64 ``data:`` URL, or base64 of 1 KiB or more."""
+    if text.startswith("data:"):
+        header, _, payload = text.partition(",")
+        return header.endswith(";base64") and _BASE64.fullmatch(payload) is not None
+    return len(text) >= _BLOB_SIZE and _BASE64.fullmatch(text) is not None
 
 
 def _inside(m: Match, spans: list[tuple[int, int]]) -> bool:
     i = bisect.bisect_right(spans, m.start, key=lambda span: span[0]) - 1
     return i >= 0 and spans[i][0] <= m.start and m.end <= spans[i][1]
+
+
+def _rebuilt(
+    value: list[Any] | tuple[Any, ...] | set[Any] | frozenset[Any], items: list[Any]
+) -> Any:
+    """A container of ``value``'s own type holding ``items``: a subclass of list or set is
+    copied (keeping its attributes), a namedtuple rebuilt from its fields."""
+    cls: Any = type(value)
+    if cls in (list, tuple, set, frozenset):
+        return cls(items)
+    if isinstance(value, list):
+        new_list = copy.copy(value)
+        new_list[:] = items
+        return new_list
+    if isinstance(value, set):
+        new_set = copy.copy(value)
+        new_set.clear()
+        new_set.update(items)
+        return new_set
+    if hasattr(value, "_fields"):  # namedtuple
+        return cls._make(items)
+    return cls(items)
 
 
 # --- the redactor -------------------------------------------------------------------------
@@ -391,8 +528,8 @@ class Redactor:
 
     Args:
         detectors: what to look for (default: emails, phones, SSNs, Luhn-checked cards,
-            mod-97-checked IBANs, IPv4/IPv6, OpenAI/Anthropic/AWS/GitHub keys, bearer
-            tokens, JWTs).
+            mod-97-checked IBANs, IPv4/IPv6, OpenAI/Anthropic/AWS/GitHub/Stripe/Google
+            keys, Slack tokens, bearer tokens, JWTs).
         mode: how matches are replaced (see :class:`RedactionMode`).
         hash_key: secret salt for ``HASH`` mode (HMAC-SHA256); without it, short values
             such as phone numbers can be recovered by brute force from their hash.
@@ -433,7 +570,9 @@ class Redactor:
 
     def find(self, text: str) -> list[Match]:
         """Non-overlapping matches in ``text``, by position; of overlapping ones the longest
-        wins, and of equally long ones the detector listed first."""
+        wins, and of equally long ones the detector listed first. JSON escapes separate
+        words, so in a JSON string ``"call:\\n4155550134"`` the number is found."""
+        text = _scan_view(text)
         found: list[tuple[int, int, Match]] = []
         size = len(text)
         for rank, detector in enumerate(self.detectors):
@@ -459,27 +598,38 @@ class Redactor:
     def redact(self, value: T) -> tuple[T, RedactionReport]:
         """Return a redacted copy of ``value`` and what was redacted.
 
-        Strings, dict values, list/tuple items, message content and tool-call arguments,
-        pydantic model fields and dataclass fields are redacted recursively; anything else
-        is returned as is. Unchanged objects are returned as themselves, changed ones as
-        copies: the input is never mutated.
+        Strings, dict values, list/tuple/set items, pydantic model fields (so every field
+        of a LangChain message: content blocks, tool calls and their streamed chunks,
+        ``additional_kwargs``, ``response_metadata``, a tool's artifact) and dataclass
+        fields are redacted recursively, each container rebuilt as its own type; JSON
+        inside strings (tool-call arguments) is scanned as text. Binary data (base64,
+        ``data:`` URLs) and anything else is returned as is. Unchanged objects are returned
+        as themselves, changed ones as copies: the input is never mutated. Redacted set
+        items may become equal, so a set can shrink (the report still counts each).
+
+        Each value is redacted on its own: a secret split across two streamed chunks is
+        found once the chunks are merged (``chunk_a + chunk_b``), not in either chunk.
         """
-        if (
-            isinstance(value, str)
-            and type(value) is str
-            and self.detectors is DEFAULT_DETECTORS
-            and not _has_candidates(value)
-        ):
-            return value, _NOTHING  # the common case: plain text with nothing to redact
-        counts: Counter[str] = Counter()
-        out = self._walk(value, counts, set(), frozenset())
+        if isinstance(value, str) and type(value) is str:  # the common case: no walk
+            if self.detectors is DEFAULT_DETECTORS and not _has_candidates(_scan_view(value)):
+                return value, _NOTHING  # plain text with nothing to redact
+            counts: Counter[str] = Counter()
+            out: Any = self._replaced(value, counts)
+        else:
+            counts = Counter()
+            out = self._walk(value, counts, set())
         return cast(T, out), RedactionReport.of(counts)
 
     # -- internals -------------------------------------------------------------------------
 
     def _text(self, text: str, counts: Counter[str]) -> str:
-        if self.detectors is DEFAULT_DETECTORS and not _has_candidates(text):
+        if self.detectors is DEFAULT_DETECTORS and not _has_candidates(_scan_view(text)):
             return text  # nothing any default detector could match
+        return self._replaced(text, counts)
+
+    def _replaced(self, text: str, counts: Counter[str]) -> str:
+        if _is_blob(text):
+            return text
         matches = self.find(text)
         spans: list[tuple[int, int]] = []
         # Each pass replaces at least one original character, so len(text) + 1 passes end it.
@@ -537,85 +687,70 @@ class Redactor:
         )
         return f"[{kind}:{digest[:12]}]"
 
-    def _walk(
-        self, value: Any, counts: Counter[str], active: set[int], skip: frozenset[str]
-    ) -> Any:
+    def _walk(self, value: Any, counts: Counter[str], active: set[int]) -> Any:
         if isinstance(value, str):
             # A StrEnum member is a name chosen by code, not data; keep its type.
             return value if isinstance(value, Enum) else self._text(value, counts)
         if value is None or isinstance(value, (int, float, bytes)):
             return value
+        if type(value) in _BUILTIN_CONTAINERS and not value:
+            return value  # most message fields: no tool calls, no additional_kwargs
         if id(value) in active:  # a cycle: its first visit handles it
             return value
         active.add(id(value))
         try:
-            return self._walk_container(value, counts, active, skip)
+            return self._walk_container(value, counts, active)
         finally:
             active.discard(id(value))
 
-    def _walk_container(
-        self, value: Any, counts: Counter[str], active: set[int], skip: frozenset[str]
-    ) -> Any:
-        def walk(v: Any, skip: frozenset[str] = skip) -> Any:
-            return self._walk(v, counts, active, skip)
-
-        if isinstance(value, BaseMessage):
-            updates: dict[str, Any] = {}
-            content = walk(value.content, _BINARY_KEYS)
-            if content is not value.content:
-                updates["content"] = content
-            for name in ("tool_calls", "invalid_tool_calls"):
-                calls = getattr(value, name, None)
-                if calls:
-                    new_calls = [
-                        {**c, "args": a} if (a := walk(c.get("args"))) is not c.get("args") else c
-                        for c in calls
-                    ]
-                    if any(n is not o for n, o in zip(new_calls, calls, strict=True)):
-                        updates[name] = new_calls
-            return value.model_copy(update=updates) if updates else value
-        if isinstance(value, BaseModel):
-            fields = list(type(value).model_fields) + list(value.model_extra or ())
-            changed = {}
-            for name in fields:
-                old = getattr(value, name, None)
-                if (new := walk(old)) is not old:
-                    changed[name] = new
-            return value.model_copy(update=changed) if changed else value
+    def _walk_container(self, value: Any, counts: Counter[str], active: set[int]) -> Any:
         if isinstance(value, dict):
-            new_items = {k: v if k in skip else walk(v) for k, v in value.items()}
-            if all(new_items[k] is v for k, v in value.items()):
-                return value
-            if type(value) is dict:
-                return new_items
-            out = copy.copy(value)
-            out.update(new_items)
-            return out
-        if isinstance(value, (list, tuple)):
-            items = [walk(v) for v in value]
-            if all(n is o for n, o in zip(items, value, strict=True)):
-                return value
-            if type(value) is list:
-                return items
-            if isinstance(value, list):
-                new_list = copy.copy(value)
-                new_list[:] = items
-                return new_list
-            if hasattr(value, "_fields"):  # namedtuple
-                return cast(Any, type(value))._make(items)
-            return type(value)(items) if type(value) is not tuple else tuple(items)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            changes = {}
-            for f in dataclasses.fields(value):
-                old = getattr(value, f.name)
-                if (new := walk(old)) is not old:
-                    changes[f.name] = new
+            changes = self._changes(value.items(), counts, active)
             if not changes:
                 return value
-            # copy + setattr rather than dataclasses.replace: no __post_init__ re-run and
-            # init=False fields work; object.__setattr__ also works on frozen dataclasses.
+            if type(value) is dict:
+                return {**value, **changes}
+            out = copy.copy(value)
+            out.update(changes)
+            return out
+        if isinstance(value, (list, tuple, set, frozenset)):
+            changes = self._changes(enumerate(value), counts, active)
+            if not changes:
+                return value
+            items = list(value)
+            for i, new in changes.items():
+                items[i] = new
+            return _rebuilt(value, items)
+        if isinstance(value, BaseModel):
+            # Every field, declared or extra: a LangChain message keeps secrets beyond its
+            # content (tool_call_chunks, additional_kwargs["function_call"], artifact, ...).
+            names = (*type(value).model_fields, *(value.model_extra or ()))
+            changes = self._changes(((n, getattr(value, n, None)) for n in names), counts, active)
+            return value.model_copy(update=changes) if changes else value
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            fields = dataclasses.fields(value)
+            changes = self._changes(
+                ((f.name, getattr(value, f.name)) for f in fields), counts, active
+            )
+            if not changes:
+                return value
+            # copy + setattr rather than dataclasses.replace: no __post_init__ re-run (it
+            # may reject "[REDACTED:EMAIL]") and init=False fields work; object.__setattr__
+            # also works on frozen dataclasses.
             out = copy.copy(cast(Any, value))
             for k, v in changes.items():
                 object.__setattr__(out, k, v)
             return out
         return value
+
+    def _changes(
+        self, pairs: Iterable[tuple[Any, Any]], counts: Counter[str], active: set[int]
+    ) -> dict[Any, Any]:
+        """The walked values of ``(key, value)`` pairs that differ from the originals."""
+        changes = {}
+        for key, old in pairs:
+            if type(old) in _INERT:
+                continue  # usage counts, flags: not worth a call
+            if (new := self._walk(old, counts, active)) is not old:
+                changes[key] = new
+        return changes
