@@ -175,6 +175,51 @@ def test_every_public_constructor_answers_every_bad_option_with_a_typed_error() 
     assert wrong == []
 
 
+async def _echo(prompt: Any) -> Any:
+    return prompt
+
+
+# The entry points with the arguments each needs; every keyword option is then fuzzed.
+ENTRY_POINTS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
+    "Dispatcher": ((_echo,), {}),
+    "create_fan_out_graph": ((_echo,), {}),
+    "create_fan_in_graph": (([_echo],), {"aggregator": "collect"}),
+    "create_pipeline_graph": (([_echo],), {}),
+    "create_tree_graph": ((_echo,), {"split": lambda t: None, "combine": lambda t, p: ""}),
+    "create_dispatch_tool": (({"a": _echo},), {}),
+    "create_vote_tool": (({"a": _echo, "b": _echo},), {}),
+    "create_delegate_tool": (({"a": _echo},), {}),
+    "A2AClient": (({"a": _echo},), {}),
+    "plan_dispatch": ((None, [1]), {"agent": _echo}),
+    "dispatch_agents": ((None, [1]), {"agent": _echo}),
+    "vote": (("q {x}", {"x": 1}), {"agent": _echo, "n": 3}),
+}
+
+
+def test_every_entry_point_answers_every_bad_option_with_a_typed_error() -> None:
+    wrong = []
+    for name, (args, required) in ENTRY_POINTS.items():
+        factory = getattr(lf, name)
+        for p in inspect.signature(factory).parameters.values():
+            if p.kind is not p.KEYWORD_ONLY or p.name in required:
+                continue
+            for value in WEIRD:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    try:
+                        made = factory(*args, **{**required, p.name: value})
+                        if inspect.iscoroutine(made):
+                            asyncio.run(made)
+                    except ConfigurationError:
+                        continue
+                    except Exception as error:
+                        wrong.append(f"{name}({p.name}={value!r}): {type(error).__name__}")
+                        continue
+                if _out_of_domain(str(p.annotation), value):
+                    wrong.append(f"{name}({p.name}={value!r}) was accepted")
+    assert wrong == []
+
+
 def test_the_errors_name_the_option_what_it_must_be_and_what_it_got() -> None:
     cases: list[tuple[Callable[[], Any], str]] = [
         (

@@ -650,7 +650,7 @@ def test_factory_errors() -> None:
         create_dispatch_tool({"a": model()}, default_agent="z")
     with pytest.raises(ConfigurationError, match="unknown voters"):
         create_vote_tool({"a": model()}, voters=["b"])
-    with pytest.raises(ConfigurationError, match="n must be >= 1"):
+    with pytest.raises(ConfigurationError, match="n must be an int >= 1"):
         create_vote_tool(model(), n=0)
     with pytest.raises(ConfigurationError, match="unknown agent 'ghost'"):
         create_delegate_tool(

@@ -35,7 +35,12 @@ from typing import Any, ParamSpec, TypeVar, Unpack, overload
 from langchain_core.runnables import RunnableConfig
 
 from langgraph_fanout.aggregate.aggregators import stop_condition_of
-from langgraph_fanout.core.checks import check_samples
+from langgraph_fanout.core.checks import (
+    check_mapping,
+    check_samples,
+    check_type,
+    shown,
+)
 from langgraph_fanout.core.prompts import PromptTemplate, check_arguments, validate_arguments
 from langgraph_fanout.core.report import DispatchReport, ReportBuilder
 from langgraph_fanout.core.results import SubAgentResult
@@ -131,6 +136,14 @@ class Dispatcher:
         guards: Guards | None = None,
         **options: Unpack[GuardOptions],
     ) -> None:
+        check_mapping("Dispatcher agents", agents, optional=True)
+        check_type("Dispatcher run", run, SharedRun, optional=True)
+        check_type("Dispatcher config", config, Mapping, optional=True)
+        if aggregate is not None and not callable(aggregate):
+            raise ConfigurationError(
+                "aggregate must be a function of the results (majority_vote(), collect_all(), "
+                f"a lambda...), got {shown(aggregate)}"
+            )
         self.agent = None if agent is None else SubAgent.of(agent)
         self.agents = {name: SubAgent.of(a, name=name) for name, a in (agents or {}).items()}
         limits = limits if limits is not None else DispatchResourceLimits()

@@ -397,6 +397,7 @@ def _fan_graph(
         mode=mode,
         stop=stop,
         aggregate=None if function is None else aggregator_from(function),
+        name=name,
     )
     return _FanGraph(
         name=name,

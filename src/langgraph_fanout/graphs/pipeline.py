@@ -291,5 +291,7 @@ def create_pipeline_graph(
         >>> (await graph.ainvoke({"input": record}))["output"]
     """
     check_limits(limits, graph="pipeline")
-    dispatcher = make_dispatcher(limits=limits, agents=agents, guards=guards, options=options)
+    dispatcher = make_dispatcher(
+        limits=limits, agents=agents, guards=guards, options=options, name=name
+    )
     return _PipelineGraph(stages, dispatcher=dispatcher, name=name).build()

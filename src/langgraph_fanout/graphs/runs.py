@@ -25,6 +25,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.errors import GraphBubbleUp
 
+from langgraph_fanout.core.checks import check_text
 from langgraph_fanout.core.results import SubAgentResult
 from langgraph_fanout.core.stopping import StopCondition
 from langgraph_fanout.core.text import as_text
@@ -195,8 +196,10 @@ def make_dispatcher(
     mode: DispatchMode | str = DispatchMode.PARTIAL,
     stop: StopCondition | None = None,
     aggregate: Any = None,
+    name: str,
 ) -> Dispatcher:
     """The ``Dispatcher`` whose run spec, guards and agent registry a graph uses."""
+    check_text("the graph's name", name)
     return Dispatcher(
         limits=limits,
         agents=agents,

@@ -18,6 +18,7 @@ from typing import Any, TypedDict, Unpack
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
+from langgraph_fanout.core.checks import check_number
 from langgraph_fanout.core.results import Status, SubAgentResult
 from langgraph_fanout.core.text import as_text
 from langgraph_fanout.engine.agents import AgentLike, SubAgent
@@ -159,8 +160,7 @@ class _TreeGraph:
         dispatcher: Dispatcher,
         name: str,
     ) -> None:
-        if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 0:
-            raise ConfigurationError(f"max_depth must be an int >= 0, got {max_depth!r}")
+        check_number("create_tree_graph max_depth", max_depth, at_least=0, at_most=1000, integer=True)
         for what, fn in (("split", split), ("combine", combine)):
             if not (is_agent(fn) or callable(fn)):
                 raise ConfigurationError(f"{what} must be a function or an agent, got {fn!r}")
@@ -243,7 +243,9 @@ def create_tree_graph(
         >>> (await graph.ainvoke({"task": numbers}))["result"]
     """
     check_limits(limits, graph="tree")
-    dispatcher = make_dispatcher(limits=limits, agents=agents, guards=guards, options=options)
+    dispatcher = make_dispatcher(
+        limits=limits, agents=agents, guards=guards, options=options, name=name
+    )
     return _TreeGraph(
         solve,
         split=split,

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Unpack
 
@@ -33,6 +34,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model, model_vali
 
 from langgraph_fanout.aggregate.aggregators import aggregator_from
 from langgraph_fanout.aggregate.voting import EarlyRule, majority_vote
+from langgraph_fanout.core.checks import MAX_SECONDS, check_number, check_text, shown
 from langgraph_fanout.delegation.client import A2AClient
 from langgraph_fanout.delegation.requests import AgentDelegationRequest
 from langgraph_fanout.engine.call import Task
@@ -286,7 +288,17 @@ def _check_voters(voters: Sequence[str], client: A2AClient) -> None:
         raise ConfigurationError(f"unknown voters {unknown} (known: {sorted(client.registry)})")
 
 
+def _check_choice(option: str, value: object, choices: tuple[Any, ...]) -> None:
+    """``value`` is one of ``choices`` or ``None``."""
+    if value is not None and not (isinstance(value, str) and value in choices):
+        raise ConfigurationError(
+            f"{option} must be one of {', '.join(map(repr, choices))} or None, got {shown(value)}"
+        )
+
+
 def _tool_fields(name: str | None, description: str | None) -> dict[str, Any]:
+    check_text("the tool's name", name, optional=True)
+    check_text("the tool's description", description, optional=True)
     fields = {"name": name, "description": description}
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -328,6 +340,9 @@ def create_dispatch_tool(
         ...                    "args": {"instruction": "Classify: {item}", "items": ["a", "b"]}})
         >>> msg.content, msg.artifact.report.succeeded
     """
+    check_text("default_agent", default_agent, optional=True)
+    _check_choice("aggregate", aggregate, typing.get_args(AggregateName))
+    check_number("max_items", max_items, at_least=1, at_most=100_000, integer=True)
     client = client_for(agents, limits=limits, guards=guards, options=options)
     if default_agent is not None and default_agent not in client.registry:
         raise ConfigurationError(
@@ -368,6 +383,7 @@ def create_delegate_tool(
         ...     policy=ErrorRecoveryPolicy(strategy=ErrorStrategy.FALLBACK,
         ...                                fallback_tools=["backup_agent"]), timeout=30)
     """
+    check_number("timeout", timeout, above=0, at_most=MAX_SECONDS, optional=True)
     client = client_for(registry, limits=limits, guards=guards, options=options)
     return DelegateTool(client=client, timeout=timeout, **_tool_fields(name, description))
 
@@ -407,12 +423,19 @@ def create_vote_tool(
         ...              "context": email})[0]
         'vote: no (4/5 votes, 80%); no: 4, yes: 1\\n...'
     """
+    check_number("n", n, at_least=1, at_most=10_000, integer=True, optional=True)
+    check_text("key", key, optional=True)
+    _check_choice("early", early, typing.get_args(EarlyRule))
+    if voters is not None and (
+        isinstance(voters, str)
+        or not isinstance(voters, Sequence)
+        or not all(isinstance(v, str) for v in voters)
+    ):
+        raise ConfigurationError(f"voters must be a list of agent names, got {shown(voters)}")
     client = client_for(agents, limits=limits, guards=guards, options=options)
     names = tuple(voters) if voters is not None else tuple(client.registry)
     if n is None:
         n = 5 if len(names) == 1 else 1
-    if n < 1:
-        raise ConfigurationError(f"n must be >= 1, got {n}")
     _check_voters(names, client)
     return VoteTool(
         client=client, voters=names, n=n, key=key, early=early, **_tool_fields(name, description)
