@@ -160,7 +160,9 @@ class _TreeGraph:
         dispatcher: Dispatcher,
         name: str,
     ) -> None:
-        check_number("create_tree_graph max_depth", max_depth, at_least=0, at_most=1000, integer=True)
+        check_number(
+            "create_tree_graph max_depth", max_depth, at_least=0, at_most=1000, integer=True
+        )
         for what, fn in (("split", split), ("combine", combine)):
             if not (is_agent(fn) or callable(fn)):
                 raise ConfigurationError(f"{what} must be a function or an agent, got {fn!r}")

@@ -254,7 +254,10 @@ _NANO = 1_000_000_000
 
 
 def _to_nano(usd: float, what: str) -> int:
-    check_number(what, usd, at_least=0, at_most=MAX_USD)
+    # The common case in two comparisons (this runs several times per call); the rest,
+    # with its message, in check_number.
+    if type(usd) is not float or not 0.0 <= usd <= MAX_USD:
+        check_number(what, usd, at_least=0, at_most=MAX_USD)
     return round(usd * _NANO)
 
 
