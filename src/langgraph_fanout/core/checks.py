@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import reprlib
 from collections.abc import Mapping
+from numbers import Integral, Real
 from typing import Any
 
 from langgraph_fanout.errors import ConfigurationError
@@ -38,7 +39,7 @@ def shown(value: object) -> str:
         text = _repr.repr(value)
     except Exception:  # a repr that raises, an int past Python's 4300-digit limit
         return f"a {type(value).__name__} that cannot be shown"
-    if isinstance(value, str | bytes) or not isinstance(value, int | float | type(None)):
+    if isinstance(value, str | bytes) or not isinstance(value, Real | type(None)):
         return f"{text} ({type(value).__name__})"
     return text
 
@@ -73,7 +74,8 @@ def check_number(
     """
     if value is None and optional:
         return
-    ok = not isinstance(value, bool) and isinstance(value, int if integer else int | float)
+    # numbers.Integral/Real: numpy scalars and Decimal pass as they did before these checks.
+    ok = not isinstance(value, bool) and isinstance(value, Integral if integer else Real)
     if ok:
         number: float = value  # type: ignore[assignment]
         try:

@@ -366,8 +366,13 @@ class CallPipeline:
         flags: tuple[str, ...] = ()
         screening = guards.screening
         if error is None and screening is not None and screening.redact_outputs:
-            output, report = screening.screen_output(output)
-            flags = tuple(f"redacted:{kind}:{n}" for kind, n in sorted(report.counts.items()))
+            try:
+                output, report = screening.screen_output(output)
+            except Exception as exc:  # a redactor that fails: the output is withheld
+                reason = f"the output could not be redacted: {exc!r}"
+                error, output = InvalidItem(index=task.index, reason=reason), None
+            else:
+                flags = tuple(f"redacted:{kind}:{n}" for kind, n in sorted(report.counts.items()))
         return SubAgentResult(
             index=task.index,
             agent=task.agent.name,

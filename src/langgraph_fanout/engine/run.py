@@ -54,6 +54,7 @@ from langgraph_fanout.errors import (
     CallError,
     DepthLimitExceeded,
     DispatchFailed,
+    FanoutError,
     InvalidItem,
 )
 from langgraph_fanout.guards.ledger import CostLedger
@@ -292,7 +293,10 @@ class RunController:
             return await self.pipeline(task, config)
         except Exception as exc:
             # A guard that cannot process this input (its cache key, its screen, its
-            # estimate): the input ends as its own result; the others go on.
+            # estimate): the input ends as its own result; the others go on. A bad option
+            # found at call time is the caller's to fix: it is raised.
+            if isinstance(exc, FanoutError) and not isinstance(exc, CallError):
+                raise
             reason = f"the guards could not process this input: {exc!r}"
             return _ended(task, InvalidItem(index=task.index, reason=reason))
         except asyncio.CancelledError:

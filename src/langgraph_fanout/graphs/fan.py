@@ -60,7 +60,6 @@ from langgraph_fanout.graphs.records import (
 )
 from langgraph_fanout.graphs.runs import (
     close_run,
-    closing_on_failure,
     ensure_run,
     find_run,
     is_agent,
@@ -305,8 +304,7 @@ class _FanGraph:
             sample=sample,
             key=payload.get("key"),
         )
-        async with closing_on_failure(payload["run_key"]):
-            result = await run_call(run, task, config=config)
+        result = await run_call(run, task, config=config)
         return {"finished": [result_to_record(result)]}
 
     async def collect(self, state: FanState, config: RunnableConfig) -> dict[str, Any]:

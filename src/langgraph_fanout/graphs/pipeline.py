@@ -34,7 +34,6 @@ from langgraph_fanout.graphs.records import (
 from langgraph_fanout.graphs.runs import (
     check_limits,
     close_run,
-    closing_on_failure,
     ensure_run,
     make_dispatcher,
     node_name,
@@ -204,8 +203,7 @@ class _PipelineGraph:
             run = await self._run(state)
             prompt = prompt_for(slot.agent, state.get("current"))
             task = Task(index=slot.index, agent=slot.agent, prompt=prompt)
-            async with closing_on_failure(state["run_key"]):
-                result = await run_call(run, task, config=config)
+            result = await run_call(run, task, config=config)
             record = result_to_record(result, stage=slot.stage, branch=slot.branch)
             update: dict[str, Any] = {"finished": [record]}
             if not branches:
@@ -226,8 +224,7 @@ class _PipelineGraph:
                 return {"failed": True, "error": records[0]}
             if combine is None:
                 return {"current": {r.agent: r.output for r in results if r.ok}}
-            async with closing_on_failure(state["run_key"]):
-                return {"current": combine(results)}
+            return {"current": combine(results)}
 
         return join
 

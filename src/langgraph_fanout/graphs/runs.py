@@ -16,14 +16,12 @@ Results live in the state as records (``graphs/records.py``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.config import get_stream_writer
-from langgraph.errors import GraphBubbleUp
 
 from langgraph_fanout.core.checks import check_text
 from langgraph_fanout.core.results import SubAgentResult
@@ -51,9 +49,12 @@ def find_run(key: str) -> RunController | None:
 
 
 IDLE_RUN_S = 3600.0
-"""The fallback for a run that ended where none of its nodes ran (the graph was cancelled
-between two nodes): a registered run with no call in flight for this long is dropped. A
-run resumed later is rebuilt from the records in its checkpoint, as in a new process."""
+"""A registered run with no call in flight for this long was abandoned (cancelled, or its
+graph raised before the last node): it is dropped. A run resumed later is rebuilt from the
+records in its checkpoint, as in a new process. (Closing a run as soon as one of its nodes
+fails is wrong: LangGraph may retry that node, or resume the graph, and siblings of the
+same step may still be running; the live run keeps the budget, cut-off spend and
+deadline they share.)"""
 
 
 def _prune(loop: asyncio.AbstractEventLoop, *, keep: str) -> None:
@@ -119,25 +120,6 @@ async def close_run(key: str, *, failed: BaseException | None = None) -> None:
         return
     _RUNS.pop(key, None)
     await run.aclose(failed)
-
-
-@asynccontextmanager
-async def closing_on_failure(key: str) -> AsyncIterator[None]:
-    """Close the run of ``key`` at once if the node inside fails or is cancelled.
-
-    LangGraph cancels every task of a step when the invocation is cancelled or one of its
-    nodes raises, and the graph run ends there: nothing will reach the node that closes
-    the run, so the first node that sees the end closes it (its siblings find it gone).
-    An interrupt (``GraphBubbleUp``) pauses the graph instead: its run stays registered
-    for the resume.
-    """
-    try:
-        yield
-    except GraphBubbleUp:
-        raise
-    except BaseException as exc:
-        await close_run(key, failed=exc)
-        raise
 
 
 def _seed(shared: SharedRun, recovered: Sequence[Mapping[str, Any]]) -> None:
