@@ -59,6 +59,7 @@ from langgraph_fanout.graphs.records import (
     results_from_records,
 )
 from langgraph_fanout.graphs.runs import (
+    call_node,
     close_run,
     ensure_run,
     find_run,
@@ -304,7 +305,8 @@ class _FanGraph:
             sample=sample,
             key=payload.get("key"),
         )
-        result = await run_call(run, task, config=config)
+        async with call_node(payload["run_key"]):
+            result = await run_call(run, task, config=config)
         return {"finished": [result_to_record(result)]}
 
     async def collect(self, state: FanState, config: RunnableConfig) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from langgraph_fanout.graphs.records import (
     result_to_record,
 )
 from langgraph_fanout.graphs.runs import (
+    call_node,
     check_limits,
     close_run,
     ensure_run,
@@ -203,7 +204,8 @@ class _PipelineGraph:
             run = await self._run(state)
             prompt = prompt_for(slot.agent, state.get("current"))
             task = Task(index=slot.index, agent=slot.agent, prompt=prompt)
-            result = await run_call(run, task, config=config)
+            async with call_node(state["run_key"]):
+                result = await run_call(run, task, config=config)
             record = result_to_record(result, stage=slot.stage, branch=slot.branch)
             update: dict[str, Any] = {"finished": [record]}
             if not branches:
@@ -224,7 +226,8 @@ class _PipelineGraph:
                 return {"failed": True, "error": records[0]}
             if combine is None:
                 return {"current": {r.agent: r.output for r in results if r.ok}}
-            return {"current": combine(results)}
+            async with call_node(state["run_key"]):
+                return {"current": combine(results)}
 
         return join
 

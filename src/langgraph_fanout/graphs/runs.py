@@ -16,12 +16,15 @@ Results live in the state as records (``graphs/records.py``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.config import get_stream_writer
+from langgraph.errors import GraphBubbleUp
 
 from langgraph_fanout.core.checks import check_text
 from langgraph_fanout.core.results import SubAgentResult
@@ -35,6 +38,7 @@ from langgraph_fanout.engine.run import RunController
 from langgraph_fanout.engine.spec import DispatchMode
 from langgraph_fanout.errors import ConfigurationError
 from langgraph_fanout.graphs.records import DEFERRED, result_from_record
+from langgraph_fanout.guards.ledger import CostLedger
 from langgraph_fanout.guards.limits import DispatchResourceLimits, SharedRun
 
 _RUNS: dict[str, RunController] = {}
@@ -49,12 +53,19 @@ def find_run(key: str) -> RunController | None:
 
 
 IDLE_RUN_S = 3600.0
-"""A registered run with no call in flight for this long was abandoned (cancelled, or its
-graph raised before the last node): it is dropped. A run resumed later is rebuilt from the
-records in its checkpoint, as in a new process. (Closing a run as soon as one of its nodes
-fails is wrong: LangGraph may retry that node, or resume the graph, and siblings of the
-same step may still be running; the live run keeps the budget, cut-off spend and
-deadline they share.)"""
+"""The fallback for a run no node saw end (the graph was cancelled between two nodes, or
+paused and never resumed): a registered run with no call in flight for this long is
+dropped. A run resumed later is rebuilt from the records in its checkpoint."""
+
+_ACTIVE: dict[str, int] = {}
+"""Call nodes of each run now running (a failure closes the run when the last one leaves)."""
+
+_ENDED: OrderedDict[str, CostLedger] = OrderedDict()
+"""The ledgers of the latest runs closed by a failure, oldest first: a node LangGraph
+retries, or a graph resumed on its checkpointer, continues that ledger (what was spent and
+cut off stays counted) instead of re-charging the records to a new one."""
+
+_MAX_ENDED = 64
 
 
 def _prune(loop: asyncio.AbstractEventLoop, *, keep: str) -> None:
@@ -95,12 +106,14 @@ async def ensure_run(
     loop = asyncio.get_running_loop()
     _prune(loop, keep=key)
     stale = _RUNS.get(key)  # registered under another (finished) event loop
+    ended = _ENDED.pop(key, None)  # closed by a failure, now retried or resumed
     run = RunController(dispatcher.spec, total=total, name=name)
     results = [result_from_record(r) for r in recovered if r["status"] != DEFERRED]
-    # A stale top-level run's ledger already holds what was spent; a new process's does not.
-    kept = stale.shared.ledger if stale is not None and not stale.nested else None
+    # A stale or ended top-level run's ledger already holds what was spent; a new
+    # process's does not.
+    kept = stale.shared.ledger if stale is not None and not stale.nested else ended
     run.prepare(recovered=results, ledger=kept)
-    if stale is None and recovered and not run.nested:
+    if stale is None and ended is None and recovered and not run.nested:
         _seed(run.shared, recovered)
     # Registered, fully prepared, before the first await: a sibling node opening the same
     # run concurrently finds this one instead of building a second.
@@ -115,10 +128,52 @@ async def ensure_run(
 
 async def close_run(key: str, *, failed: BaseException | None = None) -> None:
     """Close and drop the run of ``key`` (no-op if unknown)."""
+    _ENDED.pop(key, None)
     run = find_run(key)
     if run is None:
         return
     _RUNS.pop(key, None)
+    await run.aclose(failed)
+
+
+@asynccontextmanager
+async def call_node(key: str) -> AsyncIterator[None]:
+    """Around a node that makes calls of the run of ``key``: when the last such node of the
+    run fails or is cancelled, the run is closed at once (LangGraph's cancellation and a
+    node's error reach us here, and nothing may reach the node that closes the run).
+
+    Its ledger is kept among the latest ended runs (``_ENDED``): LangGraph may retry the
+    node (a ``RetryPolicy``, a node timeout) or the graph may be resumed, and they continue
+    the same spend. While a sibling of the same step still runs, the run stays open. An
+    interrupt (``GraphBubbleUp``) pauses the graph: the run stays registered for the resume.
+    """
+    _ACTIVE[key] = _ACTIVE.get(key, 0) + 1
+    failed: BaseException | None = None
+    try:
+        yield
+    except GraphBubbleUp:
+        raise
+    except BaseException as exc:
+        failed = exc
+        raise
+    finally:
+        left = _ACTIVE[key] - 1
+        if left:
+            _ACTIVE[key] = left
+        else:
+            del _ACTIVE[key]
+            if failed is not None:
+                await _end(key, failed)
+
+
+async def _end(key: str, failed: BaseException) -> None:
+    run = _RUNS.pop(key, None)
+    if run is None:
+        return
+    if not run.nested:
+        _ENDED[key] = run.shared.ledger
+        while len(_ENDED) > _MAX_ENDED:
+            _ENDED.popitem(last=False)
     await run.aclose(failed)
 
 
