@@ -238,6 +238,8 @@ def test_dry_run_of_a_provider_model_needs_no_key(
         (["-t", "{text}", "-m", "simulated:model=x", "--max-cost", "1"], "no price known"),
         (["-t", "{text}", "-m", "nosuchprovider:x"], "cannot create --model"),
         (["-t", "{text}", "--json", "/no/such/dir/out.jsonl"], "cannot write --json"),
+        (["-t", "{text}", "--samples", "20000"], "samples must be an int >= 1 and <= 10000"),
+        (["-t", "{text}", "--retries", "2000"], "max_retries must be an int >= 0 and <= 1000"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(

@@ -452,7 +452,7 @@ def test_guards_validate_their_values_once() -> None:
     for bad in [(1.0,), ("1", 2), {"input": 1}, 0.15, (1.0, -2.0), (True, 1.0)]:
         with pytest.raises(ConfigurationError, match="price of 'm'"):
             Guards(prices={"m": bad})  # type: ignore[dict-item]
-    with pytest.raises(ConfigurationError, match="policy must be ErrorRecoveryPolicy"):
+    with pytest.raises(ConfigurationError, match="policy must be an ErrorRecoveryPolicy"):
         Guards(policy="retry")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="guards must be a Guards"):
         Guards.of({"cache": True}, {})  # type: ignore[arg-type]

@@ -181,7 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo.run_from_args(args)
     try:
         return _run_command(args)
-    except UsageError as exc:
+    except (UsageError, ConfigurationError) as exc:
+        # A bad option found past argparse (an out-of-domain --samples or --retries) is
+        # the same kind of mistake as one argparse finds.
         message = " ".join(str(exc).split())  # one line, whatever the cause printed
         print(f"langgraph-fanout run: error: {message}", file=sys.stderr)
         return EXIT_USAGE

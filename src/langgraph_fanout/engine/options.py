@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypedDict, cast
 
+from langgraph_fanout.core.checks import check_type
 from langgraph_fanout.engine.agents import SubAgent
 from langgraph_fanout.engine.call import PipelineGuards
 from langgraph_fanout.errors import ConfigurationError
@@ -104,15 +105,15 @@ class Guards:
     rng: random.Random | None = None
 
     def __post_init__(self) -> None:
-        _typed("policy", self.policy, ErrorRecoveryPolicy)
-        _typed("cache", self.cache, IdempotencyCache | bool)
-        _typed("screening", self.screening, ScreeningPolicy)
-        _typed("ledger", self.ledger, CostLedger)
-        _typed("rate_limiter", self.rate_limiter, RateLimiter)
-        _typed("breakers", self.breakers, BreakerRegistry)
-        _typed("pauses", self.pauses, EndpointPauses)
-        _typed("hedge", self.hedge, HedgePolicy)
-        _typed("rng", self.rng, random.Random)
+        check_type("policy", self.policy, ErrorRecoveryPolicy, optional=True)
+        check_type("cache", self.cache, IdempotencyCache | bool, optional=True)
+        check_type("screening", self.screening, ScreeningPolicy, optional=True)
+        check_type("ledger", self.ledger, CostLedger, optional=True)
+        check_type("rate_limiter", self.rate_limiter, RateLimiter, optional=True)
+        check_type("breakers", self.breakers, BreakerRegistry, optional=True)
+        check_type("pauses", self.pauses, EndpointPauses, optional=True)
+        check_type("hedge", self.hedge, HedgePolicy, optional=True)
+        check_type("rng", self.rng, random.Random, optional=True)
         if self.sleep is not None and not callable(self.sleep):
             raise ConfigurationError(f"sleep must be an async function, got {self.sleep!r}")
         try:
@@ -180,17 +181,3 @@ class Guards:
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(Guards))
 _DEFAULT_POLICY = ErrorRecoveryPolicy()  # frozen: one shared value keeps one tenacity controller
-
-
-def _typed(name: str, value: Any, kind: Any) -> None:
-    if value is not None and not isinstance(value, kind):
-        raise ConfigurationError(
-            f"{name} must be {_kind_name(kind)} or None, got {type(value).__name__}"
-        )
-
-
-def _kind_name(kind: Any) -> str:
-    args = getattr(kind, "__args__", None)
-    if args:
-        return " or ".join(a.__name__ for a in args)
-    return str(kind.__name__)
