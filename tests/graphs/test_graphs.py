@@ -912,3 +912,27 @@ def test_records_name_errors_by_kind_not_by_module() -> None:
     back = result_from_record(json.loads(text)).error
     assert isinstance(back, RetriesExhausted) and isinstance(back.last_error, BudgetExceeded)
     assert str(back) == str(error)
+
+
+async def test_an_interrupt_inside_a_sub_agent_pauses_the_graph_and_resumes_it() -> None:
+    from langgraph.types import Command, interrupt
+
+    from langgraph_fanout import CostLedger, SubAgent
+
+    asked: list[str] = []
+
+    async def reviewer(prompt: Any) -> Any:
+        asked.append(prompt)
+        return f"{prompt}:{interrupt(f'approve {prompt}?')}"
+
+    ledger = CostLedger(limit_usd=10.0)
+    agent = SubAgent.of(reviewer, name="reviewer", cost_per_call_usd=1.0)
+    graph = create_fan_out_graph(agent, ledger=ledger).compile(checkpointer=InMemorySaver())
+    config: RunnableConfig = {"configurable": {"thread_id": "review"}}
+    paused = await graph.ainvoke({"items": ["a"]}, config)
+    assert [i.value for i in paused["__interrupt__"]] == ["approve a?"]
+    assert ledger.snapshot().spent_usd == 0.0  # paused before it answered: nothing billed
+    done = await graph.ainvoke(Command(resume="yes"), config)
+    assert [(r["status"], r["output"]) for r in done["results"]] == [("ok", "a:yes")]
+    assert asked == ["a", "a"]  # LangGraph re-runs the node; interrupt() then returns
+    assert ledger.snapshot().spent_usd == 1.0

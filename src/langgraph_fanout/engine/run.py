@@ -36,6 +36,7 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphBubbleUp
 
 from langgraph_fanout.core.report import DispatchReport, ReportBuilder
 from langgraph_fanout.core.results import Status, SubAgentResult
@@ -291,6 +292,8 @@ class RunController:
         self._in_flight[current] = task
         try:
             return await self.pipeline(task, config)
+        except GraphBubbleUp:  # an interrupt inside the agent pauses the graph
+            raise
         except Exception as exc:
             # A guard that cannot process this input (its cache key, its screen, its
             # estimate): the input ends as its own result; the others go on. A bad option

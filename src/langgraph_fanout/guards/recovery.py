@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from langgraph.errors import GraphBubbleUp
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -485,6 +486,12 @@ async def run_with_recovery(
             started = clock()
             try:
                 output = await attempt(agent)
+            except GraphBubbleUp:
+                # LangGraph's interrupt() (or a Command to a parent graph) inside the agent:
+                # the graph pauses or routes; it is not a failure of the agent.
+                if breaker is not None:
+                    breaker.release_probe()
+                raise
             except Exception as exc:
                 err = classify_error(exc, agent=name, retry_on=policy.retry_on)
             except BaseException:
