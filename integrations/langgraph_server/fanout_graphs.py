@@ -66,7 +66,7 @@ class RunSettings(BaseModel):
     model: str = "simulated"
     """``simulated`` / ``simulated-large`` (offline, made-up prices) or ``provider:model``."""
     temperature: float | None = Field(default=None, ge=0)
-    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1, le=10**12)
     template: str | None = None
     """Prompt with ``{field}``s; each item is then a mapping of them (fan_out, vote)."""
     aggregate: str = "model"
@@ -76,10 +76,10 @@ class RunSettings(BaseModel):
     max_depth: int = Field(default=2, ge=0, le=8)
     combine: Literal["model", "join"] = "model"
     """tree: a model call combines the parts' answers, or they are joined by lines."""
-    max_cost_usd: float | None = Field(default=None, ge=0)
-    max_concurrent: int | None = Field(default=10, ge=1)
-    timeout_s: float | None = Field(default=None, gt=0)
-    deadline_s: float | None = Field(default=None, gt=0)
+    max_cost_usd: float | None = Field(default=None, ge=0, le=1e12, allow_inf_nan=False)
+    max_concurrent: int | None = Field(default=10, ge=1, le=10**12)
+    timeout_s: float | None = Field(default=None, gt=0, le=1e9, allow_inf_nan=False)
+    deadline_s: float | None = Field(default=None, gt=0, le=1e9, allow_inf_nan=False)
     max_retries: int = Field(default=2, ge=0, le=10)
     choices: list[str] | None = Field(default=None, min_length=1)
     """Simulated model only: answers drawn from these (per voter); else it echoes."""

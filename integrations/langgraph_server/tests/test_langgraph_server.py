@@ -66,6 +66,15 @@ def test_bad_settings_are_refused_with_the_key_named(served: ModuleType) -> None
         served.RunSettings.of({"configurable": {"n_voters": 0}})
     with pytest.raises(ValidationError, match="combine"):
         served.RunSettings.of({"configurable": {"combine": "vote"}})
+    # Out of the library's domain: refused here, by name, not when the graph is built.
+    for key, value in (
+        ("deadline_s", 1e10),
+        ("timeout_s", float("inf")),
+        ("max_cost_usd", float("nan")),
+        ("max_concurrent", 10**13),
+    ):
+        with pytest.raises(ValidationError, match=key):
+            served.RunSettings.of({"configurable": {key: value}})
 
 
 def test_langgraph_json_names_factories_that_build_graphs(served: ModuleType) -> None:
