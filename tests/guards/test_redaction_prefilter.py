@@ -9,6 +9,33 @@ from hypothesis import strategies as st
 from langgraph_fanout.guards.redaction import DEFAULT_DETECTORS, Redactor, _has_candidates
 
 FRAGMENTS = [
+    # Stripe, Slack and Google keys, NANP phones, JSON escapes
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "rk_test_",
+    "pk_live_",
+    "pk_test_",
+    "xoxb-",
+    "xoxp-123-",
+    "xoxa-2-",
+    "AIza",
+    "AIzaSy" + "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv"[:33],
+    "4155550134",
+    "415 555 0134",
+    "(415) 555 0134",
+    "2024050112",
+    "call ",
+    "tel:",
+    "phone ",
+    '"',
+    "'",
+    "\\n",
+    "\\",
+    "\\u00e9",
+    "Bearer ",
+    "clearer ",
+    "Ab1Cd2Ef3Gh4Ij5K",
     "eyJhbGciOi.eyJzdWIi.sig",
     "sk-",
     "sk-ant-",
@@ -54,7 +81,9 @@ FRAGMENTS = [
 texts = st.lists(
     st.one_of(
         st.sampled_from(FRAGMENTS),
-        st.text(alphabet="0123456789 .-()+:@ABCDEFGKSIabcdefghp_", max_size=12),
+        st.text(
+            alphabet="0123456789 .-()+:@ABCDEFGKSIabcdefghp_'\"\\nAIzaSyxobkplrvetis", max_size=12
+        ),
     ),
     max_size=8,
 ).map("".join)

@@ -252,7 +252,7 @@ class CallPipeline:
         if config is None:
             config = self._config
         if task.invalid is not None:
-            return _refused(task, InvalidItem(index=task.index, reason=task.invalid))
+            return ended_with(task, InvalidItem(index=task.index, reason=task.invalid))
         prompt = task.prompt
         flags: tuple[str, ...] = ()
         screening = self._guards.screening
@@ -263,10 +263,10 @@ class CallPipeline:
                 else:
                     args, found, _ = screening.screen_input(task.arguments)
             except InjectionDetected as error:
-                return _refused(task, error)
+                return ended_with(task, error)
             except Exception as exc:  # arguments the screen cannot walk (nested too deep)
                 reason = f"the arguments could not be screened: {exc!r}"
-                return _refused(task, InvalidItem(index=task.index, reason=reason))
+                return ended_with(task, InvalidItem(index=task.index, reason=reason))
             flags = tuple(f"injection:{f.field}:{f.severity}:{','.join(f.markers)}" for f in found)
             if args is not task.arguments and task.template is not None:
                 prompt = task.template.render(args)
@@ -289,7 +289,7 @@ class CallPipeline:
                 fingerprint = self._identity[id(agent)] = agent_fingerprint(agent.identity())
             key = keyed_by(fingerprint, prompt=prompt, sample=task.sample, user_key=task.key)
         except CacheKeyError as error:
-            return _refused(task, error)
+            return ended_with(task, error)
         mine: list[SubAgentResult] = []
 
         async def compute() -> CacheEntry:
@@ -798,7 +798,8 @@ def _name_of(agent: SubAgent) -> str:
     return agent.name
 
 
-def _refused(task: Task, error: CallError) -> SubAgentResult:
+def ended_with(task: Task, error: CallError) -> SubAgentResult:
+    """The result of ``task`` ended by ``error`` before or without an answer."""
     return SubAgentResult.from_error(
         index=task.index, agent=task.agent.name, error=error, sample=task.sample
     )

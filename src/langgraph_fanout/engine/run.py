@@ -47,7 +47,7 @@ from langgraph_fanout.core.stopping import (
     stop_on_failure_rate,
     stop_when_unreachable,
 )
-from langgraph_fanout.engine.call import CallPipeline, Task
+from langgraph_fanout.engine.call import CallPipeline, Task, ended_with
 from langgraph_fanout.engine.spec import DispatchMode, RunSpec, warn_nested_limits
 from langgraph_fanout.engine.threads import sync_workers
 from langgraph_fanout.errors import (
@@ -301,13 +301,13 @@ class RunController:
             if isinstance(exc, FanoutError) and not isinstance(exc, CallError):
                 raise
             reason = f"the guards could not process this input: {exc!r}"
-            return _ended(task, InvalidItem(index=task.index, reason=reason))
+            return ended_with(task, InvalidItem(index=task.index, reason=reason))
         except asyncio.CancelledError:
             # Only a cancellation this run made (deadline, a gate) becomes a result.
             if current not in self._cancelled or current.uncancel() > 0:
                 raise
             reason = self.stop_reason or "stopped"
-            return _ended(task, CallCancelled(reason=reason, started=True))
+            return ended_with(task, CallCancelled(reason=reason, started=True))
         finally:
             # Out of the in-flight set before anything else: a stop must not cancel a result.
             self._in_flight.pop(current, None)
@@ -316,8 +316,8 @@ class RunController:
 
     def _not_started(self, task: Task) -> SubAgentResult:
         if self.refusal is not None:
-            return _ended(task, self.refusal)
-        return _ended(task, CallCancelled(reason=self.stop_reason or "stopped", started=False))
+            return ended_with(task, self.refusal)
+        return ended_with(task, CallCancelled(reason=self.stop_reason or "stopped", started=False))
 
     # -- gates ---------------------------------------------------------------------------
 
@@ -403,10 +403,4 @@ def build_report(
         overshoot_usd=books.overshoot_usd,
         uncertain_usd=books.uncertain_usd,
         abandoned_threads=sync_workers.abandoned,
-    )
-
-
-def _ended(task: Task, error: CallError) -> SubAgentResult:
-    return SubAgentResult.from_error(
-        index=task.index, agent=task.agent.name, error=error, sample=task.sample
     )
