@@ -32,7 +32,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph_fanout.core.prompts import PromptTemplate
 from langgraph_fanout.core.results import Status, SubAgentResult
 from langgraph_fanout.engine.agents import SubAgent
-from langgraph_fanout.engine.estimate import CostEstimator
+from langgraph_fanout.engine.estimate import CostEstimator, WorstCase
 from langgraph_fanout.errors import (
     AgentError,
     CacheKeyError,
@@ -146,6 +146,28 @@ class _Account:
     hedges: int = 0
     hedge_won: bool = False
     prompt: Any = None
+    worst: WorstCase | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Plan:
+    """What a pipeline asks once about one of its agents, not on every call."""
+
+    agent: SubAgent
+    name: str
+    price: Price | None
+    unknown_cost: bool  # no price and no cost_per_call_usd: known only from its usage
+    counts: bool  # estimating one of its calls counts the prompt's tokens
+    circuit: Hashable  # its breaker's key, and the endpoint its Retry-After pauses
+    fingerprint: str | None = None  # its identity as the cache key hashes it, once asked
+
+
+def _plan_name(plan: _Plan) -> str:
+    return plan.name
+
+
+def _plan_circuit(plan: _Plan) -> Hashable:
+    return plan.circuit
 
 
 class _Failed(Exception):
@@ -231,20 +253,34 @@ class CallPipeline:
         self._config = config
         self._guards = guards
         self._timeout = timeout_s
-        self._fallbacks = tuple(guards.resolve(f) for f in guards.policy.fallback_tools)
         self._estimator = CostEstimator(
             default_max_output_tokens=run.limits.default_max_output_tokens,
             prices=guards.prices,
             counter=guards.counter,
             learned=run.input_ratio,
         )
-        self._identity: dict[int, str] = {}  # agent -> its cache-key fingerprint
-        self._circuits: dict[int, Hashable] = {}
+        self._plans: dict[int, _Plan] = {}  # id(agent) -> its plan (which holds the agent)
         self._unpriced_warned: set[str] = set()
         self.hedging = None if guards.hedge is None else HedgeTracker(guards.hedge)
-        self._needs_estimate = run.ledger.limit_usd is not None or (
+        self._token_limited = (
             run.limiter is not None and run.limiter.limits.tokens_per_minute is not None
         )
+        self._needs_estimate = run.ledger.limit_usd is not None or self._token_limited
+        self._fallbacks = tuple(self._plan(guards.resolve(f)) for f in guards.policy.fallback_tools)
+
+    def _plan(self, agent: SubAgent) -> _Plan:
+        plan = self._plans.get(id(agent))
+        if plan is None or plan.agent is not agent:
+            price = self._estimator.price(agent)
+            plan = self._plans[id(agent)] = _Plan(
+                agent=agent,
+                name=agent.name,
+                price=price,
+                unknown_cost=price is None and agent.cost_per_call_usd is None,
+                counts=price is not None or self._token_limited,
+                circuit=agent.circuit_key(),
+            )
+        return plan
 
     async def __call__(self, task: Task, config: RunnableConfig | None = None) -> SubAgentResult:
         """The one result of ``task``; ``config`` replaces the dispatch's for this call
@@ -284,9 +320,10 @@ class CallPipeline:
     ) -> SubAgentResult:
         agent = task.agent
         try:
-            fingerprint = self._identity.get(id(agent))
+            plan = self._plan(agent)
+            fingerprint = plan.fingerprint
             if fingerprint is None:
-                fingerprint = self._identity[id(agent)] = agent_fingerprint(agent.identity())
+                fingerprint = plan.fingerprint = agent_fingerprint(agent.identity())
             key = keyed_by(fingerprint, prompt=prompt, sample=task.sample, user_key=task.key)
         except CacheKeyError as error:
             return ended_with(task, error)
@@ -344,18 +381,18 @@ class CallPipeline:
         account = _Account()
         started = loop.time()
 
-        async def attempt(agent: SubAgent) -> Any:
+        async def attempt(plan: _Plan) -> Any:
             if self.hedging is not None:
-                return await self._hedged(self.hedging, task, agent, prompt, account, config)
-            return await self._attempt(task, agent, prompt, account, config)
+                return await self._hedged(self.hedging, task, plan, prompt, account, config)
+            return await self._attempt(task, plan, prompt, account, config)
 
         outcome = await run_with_recovery(
             attempt,
-            primary=task.agent,
+            primary=self._plan(task.agent),
             fallbacks=self._fallbacks,
             policy=guards.policy,
-            name_of=_name_of,
-            key_of=self._circuit_key,
+            name_of=_plan_name,
+            key_of=_plan_circuit,
             breakers=guards.breakers,
             sleep=guards.sleep,
             rng=guards.rng,
@@ -372,7 +409,8 @@ class CallPipeline:
                 reason = f"the output could not be redacted: {exc!r}"
                 error, output = InvalidItem(index=task.index, reason=reason), None
             else:
-                flags = tuple(f"redacted:{kind}:{n}" for kind, n in sorted(report.counts.items()))
+                if report.items:  # already sorted (kind, count) pairs
+                    flags = tuple(f"redacted:{kind}:{n}" for kind, n in report.items)
         return SubAgentResult(
             index=task.index,
             agent=task.agent.name,
@@ -399,7 +437,7 @@ class CallPipeline:
         self,
         tracker: HedgeTracker,
         task: Task,
-        agent: SubAgent,
+        plan: _Plan,
         prompt: Any,
         account: _Account,
         config: RunnableConfig | None,
@@ -418,7 +456,7 @@ class CallPipeline:
         sent: dict[asyncio.Task[Any], list[float]] = {}
         first_sent: list[float] = []
         first = asyncio.create_task(
-            self._attempt(task, agent, prompt, account, config, sent=first_sent)
+            self._attempt(task, plan, prompt, account, config, sent=first_sent)
         )
         sent[first] = first_sent
         copies = [first]
@@ -434,7 +472,7 @@ class CallPipeline:
                     hedge_sent: list[float] = []
                     hedge = asyncio.create_task(
                         self._attempt(
-                            task, agent, prompt, account, config, hedge=True, sent=hedge_sent
+                            task, plan, prompt, account, config, hedge=True, sent=hedge_sent
                         )
                     )
                     sent[hedge] = hedge_sent
@@ -467,7 +505,7 @@ class CallPipeline:
     async def _attempt(
         self,
         task: Task,
-        agent: SubAgent,
+        plan: _Plan,
         prompt: Any,
         account: _Account,
         config: RunnableConfig | None,
@@ -481,31 +519,33 @@ class CallPipeline:
         the tail, which waiting in line would defeat.
         """
         run = self._run
+        agent = plan.agent
         run.count_agent()
-        estimate, tokens, input_usd = 0.0, 0, 0.0
+        estimate, tokens, worst = 0.0, 0, None
         if self._needs_estimate:
-            if agent.model in _COUNTED_MODELS or not self._counts_tokens(agent):
-                estimate, tokens, input_usd = self._estimate(agent, prompt)
+            if agent.model in _COUNTED_MODELS or not plan.counts:
+                estimate, tokens, worst = self._estimate(plan, prompt)
             else:
                 # The first count for a model loads (and may seed) tiktoken's encoding: file
                 # I/O and ~0.3 s of CPU that must not block the event loop.
-                estimate, tokens, input_usd = await asyncio.to_thread(self._estimate, agent, prompt)
+                estimate, tokens, worst = await asyncio.to_thread(self._estimate, plan, prompt)
                 _COUNTED_MODELS.add(agent.model)
         account.estimate = estimate  # kept on a refusal too: the report's "would have cost"
+        account.worst = worst
         parent = current_scope()
         inside = () if parent is None else parent.reservations
         # Under a budget every attempt is admitted by the ledger, a zero estimate included
         # (a call of unknown cost needs room left); without one there is nothing to hold.
         # Admission waits for calls in flight to free room, holding no slot meanwhile.
         reservation: Reservation | None = None
+        loop = asyncio.get_running_loop()
         if estimate or run.ledger.limit_usd is not None:
-            loop = asyncio.get_running_loop()
             asked = loop.time()
             try:
                 reservation = await run.ledger.admit(
-                    agent=agent.name,
+                    agent=plan.name,
                     estimate_usd=estimate,
-                    unknown_cost=self._price(agent) is None and agent.cost_per_call_usd is None,
+                    unknown_cost=plan.unknown_cost,
                     inside=inside,
                     timeout_s=self._timeout,
                 )
@@ -513,17 +553,19 @@ class CallPipeline:
                 account.budget_wait += loop.time() - asked
         account.prompt = prompt
         capture: _CallUsage | None = None
-        endpoint = self._circuit_key(agent)
+        endpoint = plan.circuit
+        pauses = self._guards.pauses
         invoked = False
         try:
             # The endpoint's Retry-After holds this call too, rate limit or not (and before
             # it takes a slot, so calls to other endpoints go on meanwhile).
-            account.rate_wait += await self._guards.pauses.wait(endpoint, rng=self._guards.rng)
+            if pauses.paused(endpoint):
+                account.rate_wait += await pauses.wait(endpoint, rng=self._guards.rng)
             if run.limiter is not None:
                 account.rate_wait += await run.limiter.acquire(tokens)
             lease = SlotLease(run.concurrency)
-            await lease.acquire(first=hedge)
-            loop = asyncio.get_running_loop()
+            if not lease.try_acquire():
+                await lease.acquire(first=hedge)
             held = inside if reservation is None or not estimate else (*inside, reservation)
             scope = Scope(run, self._depth, lease, loop, held)
             token = enter_scope(scope)
@@ -546,12 +588,12 @@ class CallPipeline:
                 exit_scope(token)
                 lease.release()
         except BaseException as exc:
-            self._settle_failed(agent, reservation, capture, exc, invoked, input_usd, account)
+            self._settle_failed(agent, reservation, capture, exc, invoked, account)
             if isinstance(exc, Exception):
                 wait = provider_retry_after(exc)
                 if wait is not None:
                     wait = min(max(0.0, wait), self._guards.policy.retry_after_cap_s)
-                    self._guards.pauses.pause(endpoint, wait)
+                    pauses.pause(endpoint, wait)
                     if run.limiter is not None:
                         run.limiter.pause(wait)
             raise
@@ -578,7 +620,6 @@ class CallPipeline:
         capture: _CallUsage | None,
         exc: BaseException,
         invoked: bool,
-        input_usd: float,
         account: _Account,
     ) -> None:
         """Bill an attempt that ended without an output as the provider bills it.
@@ -596,6 +637,10 @@ class CallPipeline:
             and (capture is None or capture.pending_calls or not reported)
         ):
             known = self._settle(agent, capture, 0.0, account) if reported else 0.0
+            if agent.cost_per_call_usd is not None:
+                input_usd = agent.cost_per_call_usd
+            else:
+                input_usd = 0.0 if account.worst is None else account.worst.input_usd
             billed = max(known, input_usd)
             reservation.cut_off(billed, max(0.0, reservation.estimate_usd - billed))
             for more in _extra(capture):  # further model calls it had started
@@ -626,6 +671,9 @@ class CallPipeline:
         if reservation is None:
             self._run.ledger.charge(agent=agent.name, actual_usd=cost)
             return
+        if not extra:
+            reservation.commit(cost)
+            return
         held = [reservation, *extra]
         for part in held[:-1]:
             share = min(cost, part.estimate_usd)
@@ -654,31 +702,19 @@ class CallPipeline:
                 ) from exc
             raise
 
-    def _circuit_key(self, agent: SubAgent) -> Hashable:
-        key = self._circuits.get(id(agent))
-        if key is None:
-            key = self._circuits[id(agent)] = agent.circuit_key()
-        return key
-
     def _price(self, agent: SubAgent) -> Price | None:
         return self._estimator.price(agent)
 
-    def _counts_tokens(self, agent: SubAgent) -> bool:
-        """Whether estimating this agent's call counts tokens (a price, or a token limit)."""
-        limiter = self._run.limiter
-        return self._price(agent) is not None or (
-            limiter is not None and limiter.limits.tokens_per_minute is not None
-        )
-
-    def _estimate(self, agent: SubAgent, prompt: Any) -> tuple[float, int, float]:
+    def _estimate(self, plan: _Plan, prompt: Any) -> tuple[float, int, WorstCase | None]:
         """Worst-case USD and tokens of one attempt (``CostEstimator.worst_case``), and the
-        USD of its input alone (what a request cut off in flight is billed at least)."""
+        worst case itself when one was counted."""
+        agent = plan.agent
         if agent.cost_per_call_usd is not None:
-            cost, limiter = agent.cost_per_call_usd, self._run.limiter
-            if limiter is None or limiter.limits.tokens_per_minute is None:
-                return cost, 0, cost
-            return cost, self._estimator.worst_case(agent, prompt).tokens, cost
-        if self._price(agent) is None:
+            cost = agent.cost_per_call_usd
+            if not self._token_limited:
+                return cost, 0, None
+            return cost, self._estimator.worst_case(agent, prompt).tokens, None
+        if plan.price is None:
             budget = self._run.ledger.limit_usd is not None
             if agent.model is not None or agent.kind == "chat_model":
                 self._unpriced(agent)
@@ -688,13 +724,10 @@ class CallPipeline:
             # from real usage when it returns, and the cap can be overshot meanwhile.
             elif agent.accepts_config and budget:
                 self._warn_unestimated(agent)
-            limiter = self._run.limiter
-            if limiter is None or limiter.limits.tokens_per_minute is None:
-                return 0.0, 0, 0.0  # tokens only matter to a token-rate limiter
+            if not self._token_limited:
+                return 0.0, 0, None  # tokens only matter to a token-rate limiter
         worst = self._estimator.worst_case(agent, prompt)
-        price = worst.price
-        input_usd = 0.0 if price is None else price.cost(worst.input_tokens, 0)
-        return worst.usd, worst.tokens, input_usd
+        return worst.usd, worst.tokens, worst
 
     def _warn_output(self, agent: SubAgent, reported: int) -> None:
         warnings.warn(
@@ -757,7 +790,8 @@ class CallPipeline:
         account.tokens_out += total.output_tokens
         if agent.kind == "chat_model" and self._needs_estimate:
             if total.input_tokens:
-                self._estimator.learn(agent, account.prompt, total.input_tokens)
+                counted = None if account.worst is None else account.worst.counted
+                self._estimator.learn(agent, account.prompt, total.input_tokens, counted)
             if self._estimator.learn_output(agent, total.output_tokens):
                 self._warn_output(agent, total.output_tokens)
         if agent.cost_per_call_usd is not None:
@@ -792,10 +826,6 @@ class CallPipeline:
 
 
 _COUNTED_MODELS: set[str | None] = set()  # models whose encoding is loaded in this process
-
-
-def _name_of(agent: SubAgent) -> str:
-    return agent.name
 
 
 def ended_with(task: Task, error: CallError) -> SubAgentResult:

@@ -33,18 +33,26 @@ from langgraph_fanout.guards.tokens import TokenCounter, default_counter
 _RATIO_MIN_TOKENS = 256  # prompts shorter than this teach a fixed excess, not a ratio
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorstCase:
-    """The worst case of one attempt: tokens in and out, and their price (0 unpriced)."""
+    """The worst case of one attempt: tokens in and out, and their price (0 unpriced).
+    Read-only (built per attempt on the hot path, so not a frozen dataclass)."""
 
     usd: float
     input_tokens: int
     output_tokens: int
     price: Price | None
+    counted: int = 0  # tokens the counter found in the prompt, before what was learned
 
     @property
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def input_usd(self) -> float:
+        """What the prompt alone costs: a call cut off in flight is billed at least that
+        (computed only when asked, which is rare)."""
+        return 0.0 if self.price is None else self.price.cost(self.input_tokens, 0)
 
 
 class CostEstimator:
@@ -109,7 +117,7 @@ class CostEstimator:
         """Every output token used, no prompt-cache discount, what was learned covered; an
         agent declaring ``max_model_calls`` that many model calls, each with the prompt;
         ``cost_per_call_usd`` when the agent states it."""
-        counted = self.prompt_tokens(agent, prompt)
+        counted = raw = self.prompt_tokens(agent, prompt)
         out = self.max_output(agent)
         learned = self._learned
         if learned:
@@ -121,9 +129,7 @@ class CostEstimator:
         usd = 0.0 if price is None else price.cost(counted, out) * calls
         if agent.cost_per_call_usd is not None:
             usd = agent.cost_per_call_usd
-        return WorstCase(
-            usd=usd, input_tokens=counted * calls, output_tokens=out * calls, price=price
-        )
+        return WorstCase(usd, counted * calls, out * calls, price, raw)
 
     def learn_output(self, agent: SubAgent, reported: int) -> bool:
         """Remember a model call that returned more output than assumed; whether it did."""
@@ -133,12 +139,16 @@ class CostEstimator:
         seen[(agent.model, "output")] = float(reported)
         return True
 
-    def learn(self, agent: SubAgent, prompt: Any, reported: int) -> None:
-        """Remember how much the provider's prompt count exceeds ours for this model."""
+    def learn(
+        self, agent: SubAgent, prompt: Any, reported: int, counted: int | None = None
+    ) -> None:
+        """Remember how much the provider's prompt count exceeds ours for this model
+        (``counted``: our count of ``prompt``, when the caller has it already)."""
         seen = self._learned
         if seen is None:
             return
-        counted = self.prompt_tokens(agent, prompt)  # the counter caches by text
+        if counted is None:
+            counted = self.prompt_tokens(agent, prompt)
         if not counted or reported <= counted:
             return
         excess_key, ratio_key = (agent.model, "excess"), (agent.model, "ratio")

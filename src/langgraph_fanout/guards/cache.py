@@ -331,6 +331,16 @@ class CacheEntry:
     created_at: float = dataclasses.field(default_factory=time.time)
 
     def __post_init__(self) -> None:
+        if (  # the common case in one expression (an entry is built per cache miss)
+            type(self.agent_used) is str
+            and type(self.input_tokens) is int
+            and type(self.output_tokens) is int
+            and type(self.cost_usd) is float
+            and self.input_tokens >= 0
+            and self.output_tokens >= 0
+            and 0.0 <= self.cost_usd < math.inf
+        ):
+            return
         if not isinstance(self.agent_used, str):
             raise ConfigurationError(f"agent_used must be a str, got {self.agent_used!r}")
         for name in ("input_tokens", "output_tokens"):
@@ -420,6 +430,30 @@ class _Outcome:
 _ABANDONED: Final = _Outcome()
 
 
+class _Flight:
+    """One computation in flight: its outcome once known, and the future its followers
+    wait on, created by the first follower (most flights have none)."""
+
+    __slots__ = ("future", "outcome")
+
+    def __init__(self) -> None:
+        self.outcome: _Outcome | None = None
+        self.future: asyncio.Future[_Outcome] | None = None
+
+    def finish(self, outcome: _Outcome) -> None:
+        self.outcome = outcome
+        if self.future is not None:
+            self.future.set_result(outcome)
+
+    async def wait(self) -> _Outcome:
+        if self.outcome is not None:  # finished, still registered while it is stored
+            return self.outcome
+        if self.future is None:
+            self.future = asyncio.get_running_loop().create_future()
+        # shield: cancelling this follower must not cancel the future the others share.
+        return await asyncio.shield(self.future)
+
+
 # In-flight computations are per event loop: a Future can only be awaited on its own loop.
 _FlightKey = tuple[asyncio.AbstractEventLoop, CacheMode, str]
 
@@ -432,7 +466,9 @@ class BoundedMemoryCache(BaseCache[Any]):
     """LangGraph's ``BaseCache`` in process memory, bounded: at most ``max_entries``
     entries (the least recently used go first) and none kept past its TTL. Values are
     stored serialised, as ``InMemoryCache`` does, so a caller changing an output never
-    changes the cached one. Thread-safe.
+    changes the cached one; a flat dict of immutable scalars (str, int, float, bool,
+    None: a cache record of a text output) is kept as a copy instead, which nothing can
+    change and which the serializer would give back equal. Thread-safe.
 
     Every operation is O(1) (amortised for the expiry sweep): entries sit in one
     ``OrderedDict`` in recency order, and each distinct TTL keeps its own ``OrderedDict``
@@ -457,7 +493,7 @@ class BoundedMemoryCache(BaseCache[Any]):
         self.max_entries = max_entries
         self._timer = timer
         # key -> (serde type, bytes, expiry deadline, ttl group), least recently used first.
-        self._entries: OrderedDict[FullKey, tuple[str, bytes, float, float]] = OrderedDict()
+        self._entries: OrderedDict[FullKey, tuple[Any, Any, float, float]] = OrderedDict()
         # ttl -> keys with that ttl, oldest write first (= soonest to expire).
         self._groups: dict[float, OrderedDict[FullKey, None]] = {}
         self._lock = threading.Lock()
@@ -479,37 +515,61 @@ class BoundedMemoryCache(BaseCache[Any]):
 
     def get(self, keys: Sequence[FullKey]) -> dict[FullKey, Any]:
         found: dict[FullKey, Any] = {}
-        with self._lock:
-            now = self._timer()
-            for key in keys:
-                held = self._entries.get(key)
-                if held is None:
-                    continue
-                if held[2] <= now:
-                    self._drop(key)
-                    continue
-                self._entries.move_to_end(key)
-                found[key] = self.serde.loads_typed((held[0], held[1]))
+        for key in keys:
+            value = self.get_one(key)
+            if value is not _MISSING:
+                found[key] = value
         return found
+
+    def get_one(self, key: FullKey) -> Any:
+        """The value of one key, or ``_MISSING``: ``get`` without its list and dict."""
+        with self._lock:
+            held = self._entries.get(key)
+            if held is None:
+                return _MISSING
+            if held[2] <= self._timer():
+                self._drop(key)
+                return _MISSING
+            self._entries.move_to_end(key)
+        if held[0] is _PLAIN:
+            return dict(held[1])
+        return self.serde.loads_typed((held[0], held[1]))
 
     async def aget(self, keys: Sequence[FullKey]) -> dict[FullKey, Any]:
         return self.get(keys)
 
     def set(self, pairs: Mapping[FullKey, tuple[Any, int | None]]) -> None:
-        encoded = [(key, self.serde.dumps_typed(v), _ttl(ttl)) for key, (v, ttl) in pairs.items()]
+        encoded = [(key, self._encoded(v), _ttl(ttl)) for key, (v, ttl) in pairs.items()]
         with self._lock:
             now = self._timer()
             self._expire(now)
-            for key, (kind, data), ttl in encoded:
-                if key in self._entries:
-                    self._drop(key)
-                elif len(self._entries) >= self.max_entries:
-                    self._drop(next(iter(self._entries)))
-                self._entries[key] = (kind, data, now + ttl, ttl)
-                group = self._groups.get(ttl)
-                if group is None:
-                    group = self._groups[ttl] = OrderedDict()
-                group[key] = None
+            for key, held, ttl in encoded:
+                self._put(key, held, ttl, now)
+
+    def set_one(self, key: FullKey, value: Any, ttl: int | None) -> None:
+        """``set`` of one pair, without building the mapping."""
+        held = self._encoded(value)
+        seconds = _ttl(ttl)
+        with self._lock:
+            now = self._timer()
+            self._expire(now)
+            self._put(key, held, seconds, now)
+
+    def _put(self, key: FullKey, held: tuple[Any, Any], ttl: float, now: float) -> None:
+        if key in self._entries:
+            self._drop(key)
+        elif len(self._entries) >= self.max_entries:
+            self._drop(next(iter(self._entries)))
+        self._entries[key] = (held[0], held[1], now + ttl, ttl)
+        group = self._groups.get(ttl)
+        if group is None:
+            group = self._groups[ttl] = OrderedDict()
+        group[key] = None
+
+    def _encoded(self, value: Any) -> tuple[Any, Any]:
+        if type(value) is dict and all(type(v) in _IMMUTABLE for v in value.values()):
+            return _PLAIN, dict(value)
+        return self.serde.dumps_typed(value)
 
     async def aset(self, pairs: Mapping[FullKey, tuple[Any, int | None]]) -> None:
         self.set(pairs)
@@ -531,6 +591,11 @@ class BoundedMemoryCache(BaseCache[Any]):
         with self._lock:
             self._expire(self._timer())
             return len(self._entries)
+
+
+_MISSING: Final = object()
+_PLAIN: Final = object()  # the kind of a value kept as a copy, not serialised
+_IMMUTABLE: Final = frozenset({str, int, float, bool, type(None)})
 
 
 def _ttl(ttl: int | None) -> float:
@@ -626,9 +691,7 @@ class IdempotencyCache:
         self._ttl = None if ttl_s is None else math.ceil(ttl_s)
         self._namespace = namespace
         self._should_store = should_store or _store_all
-        self._flights: dict[
-            tuple[asyncio.AbstractEventLoop, CacheMode, str], asyncio.Future[_Outcome]
-        ] = {}
+        self._flights: dict[tuple[asyncio.AbstractEventLoop, CacheMode, str], _Flight] = {}
 
     @property
     def backend(self) -> BaseCache[Any]:
@@ -665,12 +728,18 @@ class IdempotencyCache:
 
     async def _get(self, full: FullKey) -> CacheEntry | None:
         memory = self._memory
-        found = memory.get([full]) if memory is not None else await self._backend.aget([full])
-        if full not in found:
-            return None
+        if memory is not None:
+            record = memory.get_one(full)
+            if record is _MISSING:
+                return None
+        else:
+            found = await self._backend.aget([full])
+            if full not in found:
+                return None
+            record = found[full]
         key = full[1]
         try:
-            return CacheEntry.from_record(found[full])
+            return CacheEntry.from_record(record)
         except ValueError as exc:
             warnings.warn(
                 CacheBackendWarning(f"ignoring cache entry {key[:12]}...: {exc}"), stacklevel=2
@@ -684,11 +753,10 @@ class IdempotencyCache:
         await self._backend.aset({self._full_key(key): (entry.to_record(), self._ttl)})
 
     async def _set(self, full: FullKey, entry: CacheEntry) -> None:
-        pairs = {full: (entry.to_record(), self._ttl)}
         if self._memory is not None:
-            self._memory.set(pairs)
+            self._memory.set_one(full, entry.to_record(), self._ttl)
         else:
-            await self._backend.aset(pairs)
+            await self._backend.aset({full: (entry.to_record(), self._ttl)})
 
     async def clear(self) -> None:
         """Delete every entry of this cache's namespace from the backend."""
@@ -733,8 +801,7 @@ class IdempotencyCache:
             flight = self._flights.get(flight_key)
             if flight is None:
                 return await self._lead(flight_key, full_key, compute, mode)
-            # shield: cancelling this follower must not cancel the leader's shared future.
-            outcome = await asyncio.shield(flight)
+            outcome = await flight.wait()
             if outcome is _ABANDONED:
                 continue
             if outcome.error is not None:
@@ -750,30 +817,30 @@ class IdempotencyCache:
         compute: Callable[[], Awaitable[CacheEntry]],
         mode: CacheMode,
     ) -> tuple[CacheEntry, CacheSource]:
-        flight: asyncio.Future[_Outcome] = flight_key[0].create_future()
+        flight = _Flight()
         # Registered before the first await, so every identical call from now on joins it.
         self._flights[flight_key] = flight
         try:
             try:
                 stored = await self._read(full_key) if mode.reads else None
                 if stored is not None:
-                    flight.set_result(_Outcome(entry=stored, source=CacheSource.HIT))
+                    flight.finish(_Outcome(entry=stored, source=CacheSource.HIT))
                     return stored, CacheSource.HIT
                 entry = _checked(await compute())
             except Exception as exc:
                 # Outcomes travel as results, not exceptions: a future holding an exception
                 # nobody retrieves would be logged as an error when no follower joined.
-                flight.set_result(_Outcome(error=exc))
+                flight.finish(_Outcome(error=exc))
                 raise
-            flight.set_result(_Outcome(entry=entry, source=CacheSource.MISS))
+            flight.finish(_Outcome(entry=entry, source=CacheSource.MISS))
             # Still registered while storing: calls arriving now take the result at once
             # instead of missing the backend and computing again.
             if mode.writes and self._should_store(entry):
                 await self._write(full_key, entry)
             return entry, CacheSource.MISS
         finally:
-            if not flight.done():
-                flight.set_result(_ABANDONED)
+            if flight.outcome is None:
+                flight.finish(_ABANDONED)
             if self._flights.get(flight_key) is flight:
                 del self._flights[flight_key]
 

@@ -160,6 +160,14 @@ class Slots:
         self._waiters: deque[_SlotWaiter] = deque()
         self._lock = threading.Lock()
 
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody waits for one; never waits."""
+        with self._lock:
+            if self._value > 0 and not self._waiters:
+                self._value -= 1
+                return True
+            return False
+
     async def acquire(self, *, first: bool = False) -> None:
         """Take a slot, waiting in line for one; ``first`` jumps the line (hedges do)."""
         with self._lock:
@@ -267,6 +275,15 @@ class SlotLease:
         self._held = False
         self._lent = 0
         self._restore = False
+
+    def try_acquire(self) -> bool:
+        """Take a slot without waiting, if one is free; ``True`` when it holds one now."""
+        if self._sem is None:
+            return True
+        if self._sem.try_acquire():
+            self._held = True
+            return True
+        return False
 
     async def acquire(self, *, first: bool = False) -> None:
         if self._sem is not None:
@@ -377,10 +394,11 @@ class SharedRun:
         return view
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Scope:
     """Where the current code runs: the shared run, the depth, the call's slot and loop,
-    and the budget reservations of the calls it runs inside (they settle only after it)."""
+    and the budget reservations of the calls it runs inside (they settle only after it).
+    Read-only (one is built per call, so not a frozen dataclass); compared by identity."""
 
     run: SharedRun
     depth: int

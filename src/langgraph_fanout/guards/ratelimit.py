@@ -468,6 +468,11 @@ class EndpointPauses:
                     self._prune()
         limiter.pause(seconds)
 
+    def paused(self, key: Hashable) -> bool:
+        """Whether calls to ``key`` must wait for its pause now (``wait`` would sleep)."""
+        limiter = self._limiters.get(key)
+        return limiter is not None and limiter.pause_remaining_s > 0
+
     async def wait(self, key: Hashable, *, rng: random.Random | None = None) -> float:
         """Wait out the pause of ``key``, if any, plus its spread; return the seconds waited.
 

@@ -311,9 +311,11 @@ def _controller(policy: ErrorRecoveryPolicy, rng: random.Random | None) -> Async
     return controller
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RecoveryOutcome(Generic[T]):
-    """How one call ended after retries and fallbacks.
+    """How one call ended after retries and fallbacks (read-only; not frozen because one
+    is built per call on the engine's hot path, where a frozen dataclass costs twice as
+    much to construct).
 
     Attributes:
         output: the output of the agent that succeeded (``None`` on failure).
@@ -426,7 +428,7 @@ async def run_with_recovery(
     # hand so that it, not tenacity, decides which exceptions are caught (never a
     # BaseException such as CancelledError), counts the attempts (backpressure answers are
     # excused up to their own allowance) and asks the breaker before every attempt.
-    controller = _controller(policy, rng)
+    controller: AsyncRetrying | None = None  # built at the first failure: most calls never fail
     primary_name = name_of(primary)
     records: list[Attempt] = []
     calls = retries = opened = 0
@@ -501,10 +503,17 @@ async def run_with_recovery(
             else:
                 if breaker is not None:
                     breaker.record_success()
-                record(name, None, wait, clock() - started)
+                done = Attempt(
+                    agent=name,
+                    number=len(records) + 1,
+                    wait_before_s=wait,
+                    duration_s=clock() - started,
+                )
+                if on_attempt is not None:
+                    on_attempt(done)
                 return RecoveryOutcome(
                     output=output,
-                    attempts=tuple(records),
+                    attempts=(*records, done) if records else (done,),
                     agent_used=name,
                     fallback_used=fallback_used,
                     retries=retries,
@@ -530,6 +539,8 @@ async def run_with_recovery(
                         records[-1] = dataclasses.replace(records[-1], opened_breaker=True)
                 else:
                     breaker.release_probe()
+            if controller is None:
+                controller = _controller(policy, rng)
             if state is None:
                 state = RetryCallState(controller, None, (), {})
             state.set_exception((type(err), err, err.__traceback__))

@@ -145,6 +145,7 @@ def _strings(value: Any, path: str, seen: set[int]) -> Iterator[tuple[str, str]]
 
 
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_NO_REDACTION: Final = RedactionReport()  # frozen: one shared "nothing redacted"
 
 
 def _injection_policy(value: InjectionPolicy | str) -> InjectionPolicy:
@@ -325,14 +326,14 @@ class ScreeningPolicy:
         self, args: Mapping[str, Any], flags: tuple[ScreeningFlag, ...]
     ) -> tuple[Mapping[str, Any], tuple[ScreeningFlag, ...], RedactionReport]:
         if not self.redact_inputs:
-            return args, flags, RedactionReport()
+            return args, flags, _NO_REDACTION
         redacted, report = self.redactor.redact(args)
         return redacted, flags, report
 
     def screen_output(self, output: T) -> tuple[T, RedactionReport]:
         """Redact ``output`` if ``redact_outputs``; the original is never mutated."""
         if not self.redact_outputs:
-            return output, RedactionReport()
+            return output, _NO_REDACTION
         return self.redactor.redact(output)
 
 
