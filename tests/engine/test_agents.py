@@ -7,7 +7,7 @@ from uuid import UUID
 
 import pytest
 from langchain_core.callbacks import AsyncCallbackHandler
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
@@ -109,12 +109,26 @@ async def test_callables_sync_and_async_with_optional_config() -> None:
     assert r2.outputs == ["s1['z']"]
 
 
-def test_prepare_turns_text_into_messages_for_chat_models() -> None:
-    agent = SubAgent.of(fake_model())
-    prepared = agent.prepare("hello")
-    assert isinstance(prepared, list) and isinstance(prepared[0], HumanMessage)
+async def test_a_chat_model_gets_text_as_one_human_message() -> None:
+    # Text goes to the model as is, and LangChain sends it as one human message, exactly as
+    # model.ainvoke(text) would; messages are passed through untouched.
+    seen: list[list[BaseMessage]] = []
+
+    class Recording(FakeListChatModel):
+        async def _agenerate(self, messages: Any, stop: Any = None, **kw: Any) -> Any:
+            seen.append(messages)
+            return await super()._agenerate(messages, stop, **kw)
+
+    agent = SubAgent.of(Recording(responses=["a", "b"]))
+    assert agent.prepare("hello") == "hello"
     messages = [HumanMessage("x")]
     assert agent.prepare(messages) is messages
+    await agent.ainvoke("hello")
+    await agent.ainvoke(messages)
+    assert [[(m.type, m.content) for m in call] for call in seen] == [
+        [("human", "hello")],
+        [("human", "x")],
+    ]
 
 
 def test_bad_agents_are_rejected() -> None:
@@ -172,7 +186,7 @@ def test_identity_tells_distinct_agents_apart_and_is_stable() -> None:
 
 IDENTITY_CHILD = """
 from langchain.agents import create_agent
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langgraph_fanout import SubAgent
 
 def summarize(xs):

@@ -284,9 +284,8 @@ class SubAgent:
         return ObjectKey(self.name, self.target)
 
     def prepare(self, prompt: Any) -> Any:
-        """Turn a rendered prompt into the input this agent takes."""
-        if self.kind == "chat_model" and isinstance(prompt, str):
-            return [HumanMessage(prompt)]
+        """Turn a rendered prompt into the input this agent takes (a chat model takes text
+        as is: LangChain sends it as one human message, as ``model.ainvoke(text)`` does)."""
         if self.kind == "runnable" and self._messages_input and isinstance(prompt, str):
             return {"messages": [HumanMessage(prompt)]}
         return prompt

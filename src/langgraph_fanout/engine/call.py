@@ -23,6 +23,7 @@ import random
 import warnings
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -381,11 +382,12 @@ class CallPipeline:
         account = _Account()
         started = loop.time()
 
-        async def attempt(plan: _Plan) -> Any:
-            if self.hedging is not None:
-                return await self._hedged(self.hedging, task, plan, prompt, account, config)
-            return await self._attempt(task, plan, prompt, account, config)
-
+        # The attempt of one agent, the plan its one argument (a partial: no extra frame).
+        attempt: Callable[[_Plan], Awaitable[Any]] = (
+            partial(self._attempt, task, prompt, account, config)
+            if self.hedging is None
+            else partial(self._hedged, self.hedging, task, prompt, account, config)
+        )
         outcome = await run_with_recovery(
             attempt,
             primary=self._plan(task.agent),
@@ -437,10 +439,10 @@ class CallPipeline:
         self,
         tracker: HedgeTracker,
         task: Task,
-        plan: _Plan,
         prompt: Any,
         account: _Account,
         config: RunnableConfig | None,
+        plan: _Plan,
     ) -> Any:
         """An attempt that gets a duplicate if it runs past the hedge threshold.
 
@@ -456,7 +458,7 @@ class CallPipeline:
         sent: dict[asyncio.Task[Any], list[float]] = {}
         first_sent: list[float] = []
         first = asyncio.create_task(
-            self._attempt(task, plan, prompt, account, config, sent=first_sent)
+            self._attempt(task, prompt, account, config, plan, sent=first_sent)
         )
         sent[first] = first_sent
         copies = [first]
@@ -472,7 +474,7 @@ class CallPipeline:
                     hedge_sent: list[float] = []
                     hedge = asyncio.create_task(
                         self._attempt(
-                            task, plan, prompt, account, config, hedge=True, sent=hedge_sent
+                            task, prompt, account, config, plan, hedge=True, sent=hedge_sent
                         )
                     )
                     sent[hedge] = hedge_sent
@@ -505,10 +507,10 @@ class CallPipeline:
     async def _attempt(
         self,
         task: Task,
-        plan: _Plan,
         prompt: Any,
         account: _Account,
         config: RunnableConfig | None,
+        plan: _Plan,
         *,
         hedge: bool = False,
         sent: list[float] | None = None,
@@ -539,18 +541,23 @@ class CallPipeline:
         # Admission waits for calls in flight to free room, holding no slot meanwhile.
         reservation: Reservation | None = None
         loop = asyncio.get_running_loop()
-        if estimate or run.ledger.limit_usd is not None:
-            asked = loop.time()
-            try:
-                reservation = await run.ledger.admit(
-                    agent=plan.name,
-                    estimate_usd=estimate,
-                    unknown_cost=plan.unknown_cost,
-                    inside=inside,
-                    timeout_s=self._timeout,
-                )
-            finally:
-                account.budget_wait += loop.time() - asked
+        ledger = run.ledger
+        if estimate or ledger.limit_usd is not None:
+            reservation = ledger.try_admit(
+                agent=plan.name, estimate_usd=estimate, unknown_cost=plan.unknown_cost
+            )
+            if reservation is None:  # it must wait for room, or be refused
+                asked = loop.time()
+                try:
+                    reservation = await ledger.admit(
+                        agent=plan.name,
+                        estimate_usd=estimate,
+                        unknown_cost=plan.unknown_cost,
+                        inside=inside,
+                        timeout_s=self._timeout,
+                    )
+                finally:
+                    account.budget_wait += loop.time() - asked
         account.prompt = prompt
         capture: _CallUsage | None = None
         endpoint = plan.circuit

@@ -34,6 +34,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import AsyncExitStack
 from types import TracebackType
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphBubbleUp
@@ -267,18 +268,26 @@ class RunController:
                     break
 
     async def _work(self, task: Task | None, tasks: Iterator[Task], emit: Emit) -> None:
+        me = asyncio.current_task()
+        assert me is not None
         while task is not None:
             if self.stop_reason is not None:
                 result = self._not_started(task)
             else:
                 self.progress.started += 1
-                result = await self._invoke(task, None)
+                result = await self._invoke(task, None, me)
             await self._record(result, emit)
             task = next(tasks, None)
 
-    async def _invoke(self, task: Task, config: RunnableConfig | None) -> SubAgentResult:
-        current = asyncio.current_task()
-        assert current is not None  # the engine and graph nodes always run in a task
+    async def _invoke(
+        self,
+        task: Task,
+        config: RunnableConfig | None,
+        current: asyncio.Task[Any] | None = None,
+    ) -> SubAgentResult:
+        if current is None:
+            current = asyncio.current_task()
+            assert current is not None  # the engine and graph nodes always run in a task
         self._in_flight[current] = task
         try:
             return await self.pipeline(task, config)

@@ -567,7 +567,7 @@ class BoundedMemoryCache(BaseCache[Any]):
         group[key] = None
 
     def _encoded(self, value: Any) -> tuple[Any, Any]:
-        if type(value) is dict and all(type(v) in _IMMUTABLE for v in value.values()):
+        if type(value) is dict and _IMMUTABLE.issuperset(map(type, value.values())):
             return _PLAIN, dict(value)
         return self.serde.dumps_typed(value)
 
@@ -728,21 +728,20 @@ class IdempotencyCache:
 
     async def _get(self, full: FullKey) -> CacheEntry | None:
         memory = self._memory
-        if memory is not None:
-            record = memory.get_one(full)
-            if record is _MISSING:
-                return None
-        else:
-            found = await self._backend.aget([full])
-            if full not in found:
-                return None
-            record = found[full]
-        key = full[1]
+        if memory is not None:  # never blocks: read inline, no coroutine of the backend
+            return self._decoded(full, memory.get_one(full))
+        found = await self._backend.aget([full])
+        return self._decoded(full, found.get(full, _MISSING))
+
+    def _decoded(self, full: FullKey, record: Any) -> CacheEntry | None:
+        if record is _MISSING:
+            return None
         try:
             return CacheEntry.from_record(record)
         except ValueError as exc:
             warnings.warn(
-                CacheBackendWarning(f"ignoring cache entry {key[:12]}...: {exc}"), stacklevel=2
+                CacheBackendWarning(f"ignoring cache entry {full[1][:12]}...: {exc}"),
+                stacklevel=3,
             )
             return None
 
@@ -751,12 +750,6 @@ class IdempotencyCache:
         if not isinstance(entry, CacheEntry):
             raise ConfigurationError(f"expected a CacheEntry, got {type(entry)!r}")
         await self._backend.aset({self._full_key(key): (entry.to_record(), self._ttl)})
-
-    async def _set(self, full: FullKey, entry: CacheEntry) -> None:
-        if self._memory is not None:
-            self._memory.set_one(full, entry.to_record(), self._ttl)
-        else:
-            await self._backend.aset({full: (entry.to_record(), self._ttl)})
 
     async def clear(self) -> None:
         """Delete every entry of this cache's namespace from the backend."""
@@ -822,7 +815,15 @@ class IdempotencyCache:
         self._flights[flight_key] = flight
         try:
             try:
-                stored = await self._read(full_key) if mode.reads else None
+                stored = None
+                if mode.reads:
+                    try:
+                        stored = await self._get(full_key)
+                    except Exception as exc:
+                        warnings.warn(
+                            CacheBackendWarning(f"cache read failed, computing instead: {exc!r}"),
+                            stacklevel=2,
+                        )
                 if stored is not None:
                     flight.finish(_Outcome(entry=stored, source=CacheSource.HIT))
                     return stored, CacheSource.HIT
@@ -836,32 +837,23 @@ class IdempotencyCache:
             # Still registered while storing: calls arriving now take the result at once
             # instead of missing the backend and computing again.
             if mode.writes and self._should_store(entry):
-                await self._write(full_key, entry)
+                try:
+                    record = entry.to_record()
+                    if self._memory is not None:
+                        self._memory.set_one(full_key, record, self._ttl)
+                    else:
+                        await self._backend.aset({full_key: (record, self._ttl)})
+                except Exception as exc:
+                    warnings.warn(
+                        CacheBackendWarning(f"cache write failed, entry not stored: {exc!r}"),
+                        stacklevel=2,
+                    )
             return entry, CacheSource.MISS
         finally:
             if flight.outcome is None:
                 flight.finish(_ABANDONED)
             if self._flights.get(flight_key) is flight:
                 del self._flights[flight_key]
-
-    async def _read(self, key: FullKey) -> CacheEntry | None:
-        try:
-            return await self._get(key)
-        except Exception as exc:
-            warnings.warn(
-                CacheBackendWarning(f"cache read failed, computing instead: {exc!r}"),
-                stacklevel=3,
-            )
-            return None
-
-    async def _write(self, key: FullKey, entry: CacheEntry) -> None:
-        try:
-            await self._set(key, entry)
-        except Exception as exc:
-            warnings.warn(
-                CacheBackendWarning(f"cache write failed, entry not stored: {exc!r}"),
-                stacklevel=3,
-            )
 
     def __repr__(self) -> str:
         ttl = "none" if self._ttl_s is None else f"{self._ttl_s:g}s"

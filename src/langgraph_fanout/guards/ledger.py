@@ -569,6 +569,22 @@ class CostLedger:
         # Built outside the lock: formatting the message needs no shared state.
         raise self._error(agent, estimate, unknown_cost, numbers)
 
+    def try_admit(
+        self, *, agent: str, estimate_usd: float, unknown_cost: bool = False
+    ) -> Reservation | None:
+        """``admit`` when it would not wait: the reservation if it fits now and nobody is
+        queued ahead of it, else ``None`` (then ``await admit(...)``, which queues or
+        refuses). Never refuses, never queues.
+
+        Raises:
+            ConfigurationError: ``estimate_usd`` is negative or not finite.
+        """
+        estimate = _to_nano(estimate_usd, "estimate_usd")
+        with self._lock:
+            if not self._waiters and self._fits(estimate, unknown_cost):
+                return self._grant(agent, estimate)
+        return None
+
     async def admit(
         self,
         *,

@@ -473,6 +473,8 @@ def _has_candidates(text: str) -> bool:
 
 
 _NOTHING: Final = RedactionReport()
+# A pydantic model class -> its declared field names (read once: a message is walked per call).
+_MODEL_FIELDS: dict[type, tuple[str, ...]] = {}
 _BUILTIN_CONTAINERS: Final = frozenset({dict, list, tuple, set, frozenset})
 _INERT: Final = frozenset({int, float, bool, bytes, type(None)})
 
@@ -724,7 +726,14 @@ class Redactor:
         if isinstance(value, BaseModel):
             # Every field, declared or extra: a LangChain message keeps secrets beyond its
             # content (tool_call_chunks, additional_kwargs["function_call"], artifact, ...).
-            names = (*type(value).model_fields, *(value.model_extra or ()))
+            cls = type(value)
+            declared = _MODEL_FIELDS.get(cls)
+            if declared is None:
+                if len(_MODEL_FIELDS) >= 1024:  # classes made on the fly: stay bounded
+                    _MODEL_FIELDS.clear()
+                declared = _MODEL_FIELDS[cls] = tuple(cls.model_fields)
+            extra = value.model_extra
+            names = (*declared, *extra) if extra else declared
             changes = self._changes(((n, getattr(value, n, None)) for n in names), counts, active)
             return value.model_copy(update=changes) if changes else value
         if dataclasses.is_dataclass(value) and not isinstance(value, type):

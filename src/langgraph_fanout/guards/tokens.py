@@ -187,6 +187,7 @@ class TokenCounter:
         default_factory=threading.Event, init=False, repr=False, compare=False
     )
     _cached: Callable[[str, str], int] = field(init=False, repr=False, compare=False)
+    _users: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.unknown_model_margin) and self.unknown_model_margin >= 1):
@@ -272,8 +273,8 @@ class TokenCounter:
         """
         encoding, margin = self._resolve(model)
         n = REPLY_PRIMING_TOKENS
-        if isinstance(messages, str):
-            n += TOKENS_PER_MESSAGE + self._len(encoding, "user") + self._len(encoding, messages)
+        if isinstance(messages, str):  # one user message
+            n += TOKENS_PER_MESSAGE + self._user_tokens(encoding) + self._len(encoding, messages)
         else:
             for message in messages:
                 n += TOKENS_PER_MESSAGE + self._message_tokens(encoding, message)
@@ -281,6 +282,13 @@ class TokenCounter:
             schema = tool if isinstance(tool, Mapping) else convert_to_openai_tool(tool)
             n += self._len(encoding, json.dumps(schema, default=str))
         return n if margin == 1.0 else math.ceil(n * margin)
+
+    def _user_tokens(self, encoding: str) -> int:
+        try:
+            return self._users[encoding]
+        except KeyError:
+            n = self._users[encoding] = self._len(encoding, "user")
+            return n
 
     def _message_tokens(self, encoding: str, message: BaseMessage) -> int:
         n = self._len(encoding, _ROLES.get(message.type, message.type))
