@@ -12,10 +12,11 @@ Cases, each for a zero-latency async callable and for a minimal chat model that 
   abatch: ``Runnable.abatch(max_concurrency=100)`` over the same agent, which guards
       nothing; send: a LangGraph ``Send`` fan-out (callable only).
   fixed_50ms: 200 calls of 50 ms at concurrency 50 (ideal 0.2 s), bare and guarded.
-  stream: 1,000,000 inputs streamed through the guarded engine in a fresh process that
-      does nothing else: growth of its peak RSS (VmHWM, which a fresh exec starts anew).
+  stream: 1,000,000 inputs (``--stream-items``) streamed through the guarded engine in a
+      fresh process that does nothing else: growth of its peak RSS (VmHWM, which a fresh
+      exec starts anew).
 
-Usage: python benchmarks/overhead.py [--quick]
+Usage: python benchmarks/overhead.py [--quick] [--stream-items N]
 Medians of interleaved repeated runs; ratios are against the floor measured in the same run.
 """
 
@@ -279,8 +280,16 @@ def stream(n: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument(
+        "--stream-items",
+        type=int,
+        default=None,
+        help="inputs of the streamed case (default 1,000,000; the memory goal is set at 10M)",
+    )
     args = parser.parse_args()
     n, repeat, big = (2_000, 3, 50_000) if args.quick else (10_000, 5, 1_000_000)
+    if args.stream_items is not None:
+        big = args.stream_items
     report = {
         "zero_latency": zero_latency(n, repeat),
         "fixed_50ms": fixed_50ms(repeat),

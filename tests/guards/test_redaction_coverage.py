@@ -516,3 +516,24 @@ def test_every_default_detector_has_at_least_two_samples() -> None:
         hits = [s for s in SAMPLES if list(detector.find(_sentence(s.snippet)))]
         assert len(hits) >= 2, detector.name
     assert {s.kind for s in SAMPLES} >= NEW_KINDS
+
+
+# --- identifiers are not content ------------------------------------------------------------
+
+
+def test_a_messages_id_and_type_are_kept_unscanned_and_its_content_is_not() -> None:
+    # LangChain and the provider set a message's id ("lc_run--<uuid>", "chatcmpl-...") and
+    # type: never text from the prompt. They stay as they are, even when they would look
+    # like a secret; every other field is still scanned.
+    odd_id = "lc_run--a@b.example.com-4111111111111111"
+    message = AIMessage(
+        content="mail jane@example.com",
+        id=odd_id,
+        response_metadata={"note": "card 4111 1111 1111 1111"},
+    )
+    out, report = Redactor().redact(message)
+    assert out.id == odd_id and out.type == "ai"
+    assert out.content == "mail [REDACTED:EMAIL]"
+    assert out.response_metadata == {"note": "card [REDACTED:CREDIT_CARD]"}
+    assert report.counts == {"EMAIL": 1, "CREDIT_CARD": 1}
+    assert message.content == "mail jane@example.com"  # the original is not mutated

@@ -75,8 +75,11 @@ class PromptTemplate:
 
     def render(self, arguments: Mapping[str, Any]) -> str:
         """Splice ``arguments`` into the template (values are converted with ``str``)."""
-        if not self.fields:
-            return self.literals[0]
+        fields, literals = self.fields, self.literals
+        if not fields:
+            return literals[0]
+        if len(fields) == 1:  # the common template: one field
+            return literals[0] + str(arguments[fields[0]]) + literals[1]
         parts: list[str] = []
         for literal, name in zip(self.literals, self.fields, strict=False):
             parts.append(literal)

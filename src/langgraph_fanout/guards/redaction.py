@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import Enum, StrEnum
 from typing import Any, Final, Protocol, TypeVar, cast, runtime_checkable
 
+from langchain_core.messages import BaseMessage
 from pydantic import BaseModel
 
 from langgraph_fanout.errors import ConfigurationError
@@ -456,7 +457,10 @@ def _has_candidates(text: str) -> bool:
         or "+" in text  # international phone
         or "eyJ" in text  # jwt
         or "sk-" in text  # openai and anthropic keys
-        or "_" in text  # github tokens (gh?_, github_pat_), stripe keys (sk_live_, ...)
+        or (  # github tokens (gh?_, github_pat_), stripe keys (sk_live_, ...)
+            "_" in text
+            and ("gh" in text or "github_pat_" in text or "k_live_" in text or "k_test_" in text)
+        )
         or "IA" in text  # aws: AKIA, ASIA, ABIA
         or "CA" in text  # aws: ACCA
         or "xox" in text  # slack tokens
@@ -731,7 +735,13 @@ class Redactor:
             if declared is None:
                 if len(_MODEL_FIELDS) >= 1024:  # classes made on the fly: stay bounded
                     _MODEL_FIELDS.clear()
-                declared = _MODEL_FIELDS[cls] = tuple(cls.model_fields)
+                declared = _MODEL_FIELDS[cls] = tuple(
+                    # A message's id and type are set by LangChain and the provider, never
+                    # from the prompt: identifiers, kept as they are without a scan.
+                    n
+                    for n in cls.model_fields
+                    if not (issubclass(cls, BaseMessage) and n in ("id", "type"))
+                )
             extra = value.model_extra
             names = (*declared, *extra) if extra else declared
             changes = self._changes(((n, getattr(value, n, None)) for n in names), counts, active)
