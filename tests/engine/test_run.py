@@ -536,3 +536,38 @@ async def test_a_stream_holds_only_the_tasks_in_flight() -> None:
 def _tasks(agent: Any, n: int) -> Iterator[Task]:
     sub = SubAgent.of(agent)
     return (Task(index=i, agent=sub, prompt=i) for i in range(n))
+
+
+async def test_a_worker_whose_call_swallowed_the_stop_takes_its_request_back() -> None:
+    # One worker runs many inputs, so a stop's cancellation that an agent swallows must
+    # not stay on the worker: the remaining inputs end as not started, each exactly once,
+    # and no worker is left with a cancellation pending.
+    release = asyncio.Event()
+    leftover: list[int] = []
+
+    async def agent(prompt: Any) -> Any:
+        if prompt == 0:
+            for _ in range(3):  # the two other workers start their calls meanwhile
+                await asyncio.sleep(0)
+            return "first"
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed: it answers anyway
+            await release.wait()
+        task = asyncio.current_task()
+        assert task is not None
+        leftover.append(task.cancelling())
+        return "late"
+
+    result = await dispatch_agents(
+        None,
+        range(10),
+        agent=agent,
+        limits=DispatchResourceLimits(max_concurrent=3),
+        stop=stop_after_successes(1),
+    )
+    assert [r.index for r in result] == list(range(10))
+    assert result.results[0].output == "first"
+    assert [r.output for r in result.results[1:3]] == ["late", "late"]  # swallowed the stop
+    assert all(r.error_kind == "cancelled" for r in result.results[3:])
+    assert all(not r.error.started for r in result.results[3:])
+    assert leftover == [1, 1]  # the stop did reach them, and they answered anyway
+    assert result.report.stop_reason == "1 success(es) reached"
