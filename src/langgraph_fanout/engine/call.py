@@ -147,7 +147,6 @@ class _Account:
     hedges: int = 0
     hedge_won: bool = False
     prompt: Any = None
-    worst: WorstCase | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -161,6 +160,9 @@ class _Plan:
     counts: bool  # estimating one of its calls counts the prompt's tokens
     circuit: Hashable  # its breaker's key, and the endpoint its Retry-After pauses
     fingerprint: str | None = None  # its identity as the cache key hashes it, once asked
+
+
+_MAX_PLANS = 1024  # plans a pipeline keeps (each holds its agent)
 
 
 def _plan_name(plan: _Plan) -> str:
@@ -272,6 +274,8 @@ class CallPipeline:
     def _plan(self, agent: SubAgent) -> _Plan:
         plan = self._plans.get(id(agent))
         if plan is None or plan.agent is not agent:
+            if len(self._plans) >= _MAX_PLANS:  # a stream of new agents: stay bounded
+                self._plans.clear()
             price = self._estimator.price(agent)
             plan = self._plans[id(agent)] = _Plan(
                 agent=agent,
@@ -533,7 +537,6 @@ class CallPipeline:
                 estimate, tokens, worst = await asyncio.to_thread(self._estimate, plan, prompt)
                 _COUNTED_MODELS.add(agent.model)
         account.estimate = estimate  # kept on a refusal too: the report's "would have cost"
-        account.worst = worst
         parent = current_scope()
         inside = () if parent is None else parent.reservations
         # Under a budget every attempt is admitted by the ledger, a zero estimate included
@@ -595,7 +598,7 @@ class CallPipeline:
                 exit_scope(token)
                 lease.release()
         except BaseException as exc:
-            self._settle_failed(agent, reservation, capture, exc, invoked, account)
+            self._settle_failed(agent, reservation, capture, exc, invoked, account, worst)
             if isinstance(exc, Exception):
                 wait = provider_retry_after(exc)
                 if wait is not None:
@@ -605,7 +608,7 @@ class CallPipeline:
                         run.limiter.pause(wait)
             raise
         if capture is not None or reservation is not None:
-            cost = self._settle(agent, capture, estimate, account)
+            cost = self._settle(agent, capture, estimate, account, worst)
             self._charge(agent, reservation, cost, account, _extra(capture))
         return output
 
@@ -628,6 +631,7 @@ class CallPipeline:
         exc: BaseException,
         invoked: bool,
         account: _Account,
+        worst: WorstCase | None,
     ) -> None:
         """Bill an attempt that ended without an output as the provider bills it.
 
@@ -643,11 +647,11 @@ class CallPipeline:
             and reservation is not None
             and (capture is None or capture.pending_calls or not reported)
         ):
-            known = self._settle(agent, capture, 0.0, account) if reported else 0.0
+            known = self._settle(agent, capture, 0.0, account, worst) if reported else 0.0
             if agent.cost_per_call_usd is not None:
                 input_usd = agent.cost_per_call_usd
             else:
-                input_usd = 0.0 if account.worst is None else account.worst.input_usd
+                input_usd = 0.0 if worst is None else worst.input_usd
             billed = max(known, input_usd)
             reservation.cut_off(billed, max(0.0, reservation.estimate_usd - billed))
             for more in _extra(capture):  # further model calls it had started
@@ -655,7 +659,7 @@ class CallPipeline:
             account.cost += billed
         elif reported:
             cost = self._settle(
-                agent, capture, reservation.estimate_usd if reservation else 0.0, account
+                agent, capture, reservation.estimate_usd if reservation else 0.0, account, worst
             )
             self._charge(agent, reservation, cost, account, _extra(capture))
         elif reservation is not None:
@@ -786,10 +790,15 @@ class CallPipeline:
             )
 
     def _settle(
-        self, agent: SubAgent, capture: _CallUsage | None, estimate: float, account: _Account
+        self,
+        agent: SubAgent,
+        capture: _CallUsage | None,
+        estimate: float,
+        account: _Account,
+        worst: WorstCase | None,
     ) -> float:
         """The real cost of an attempt, from the usage its model calls reported (or the
-        agent's own ``cost_per_call_usd``)."""
+        agent's own ``cost_per_call_usd``); ``worst`` is this attempt's estimate."""
         if capture is None:
             return agent.cost_per_call_usd or 0.0
         total = capture.total()
@@ -797,7 +806,7 @@ class CallPipeline:
         account.tokens_out += total.output_tokens
         if agent.kind == "chat_model" and self._needs_estimate:
             if total.input_tokens:
-                counted = None if account.worst is None else account.worst.counted
+                counted = None if worst is None else worst.counted
                 self._estimator.learn(agent, account.prompt, total.input_tokens, counted)
             if self._estimator.learn_output(agent, total.output_tokens):
                 self._warn_output(agent, total.output_tokens)

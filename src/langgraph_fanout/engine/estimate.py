@@ -81,19 +81,19 @@ class CostEstimator:
         self._prices = prices
         self._counter = counter if counter is not None else default_counter()
         self._learned = learned
-        self._priced: dict[int, Price | None] = {}
+        self._priced: dict[int, tuple[SubAgent, Price | None]] = {}
 
     def price(self, agent: SubAgent) -> Price | None:
         """The agent's price: its own, an override, or the price table's (``None``)."""
-        key = id(agent)
-        try:
-            return self._priced[key]
-        except KeyError:
-            pass
+        held = self._priced.get(id(agent))
+        if held is not None and held[0] is agent:  # the same agent, not a reused id
+            return held[1]
         price = agent.price or lookup_price(
             agent.model, provider=agent.provider, overrides=self._prices
         )
-        self._priced[key] = price
+        if len(self._priced) >= 1024:  # a stream of new agents: stay bounded
+            self._priced.clear()
+        self._priced[id(agent)] = (agent, price)
         return price
 
     def price_of_model(self, model: str | None) -> Price | None:

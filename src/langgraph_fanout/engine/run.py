@@ -10,8 +10,8 @@ exactly one result.
 
 Two schedulers use it and nothing else:
 
-- the engine calls ``feed``: ``max_concurrent`` workers in one ``TaskGroup`` take the
-  inputs lazily, in order, one at a time each (no task per input);
+- the engine calls ``feed``: inputs are taken lazily, at most one window's worth in
+  flight, each in a task of one ``TaskGroup``;
 - a graph node calls ``call`` for its own input: LangGraph schedules the nodes, the
   controller admits them through the same window and gates.
 
@@ -34,7 +34,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphBubbleUp
@@ -252,42 +251,44 @@ class RunController:
         return result
 
     async def feed(self, tasks: Iterator[Task], emit: Emit) -> None:
-        """Run every task, at most ``max_concurrent`` in flight; ``emit`` gets each result
-        as it finishes (awaited when it returns an awaitable).
+        """Run every task, at most one window in flight, creating tasks lazily; ``emit``
+        gets each result as it finishes (awaited when it returns an awaitable)."""
+        window = self.window
+        # Tasks in flight; one cancelled before its first step stays here (see below).
+        mine: dict[asyncio.Task[object], Task] = {}
 
-        That many workers run in one ``TaskGroup``, each taking the next input from
-        ``tasks`` when it is done with one: inputs are taken lazily and in order, and no
-        task is created per input (without ``max_concurrent``, every input gets a worker).
-        A stop starts nothing more: a worker then ends each input it takes as not started.
-        """
-        cap = self.spec.limits.max_concurrent or None
+        def done(handle: asyncio.Task[object]) -> None:
+            # A done callback runs even for a task cancelled before its first step.
+            if window is not None:
+                window.release()
+            if handle not in self._in_flight:  # it ran: its own handler recorded it
+                del mine[handle]
+
         async with asyncio.TaskGroup() as tg:
-            for workers, task in enumerate(tasks, start=1):
-                tg.create_task(self._work(task, tasks, emit))
-                if cap is not None and workers >= cap:
-                    break
-
-    async def _work(self, task: Task | None, tasks: Iterator[Task], emit: Emit) -> None:
-        me = asyncio.current_task()
-        assert me is not None
-        while task is not None:
-            if self.stop_reason is not None:
-                result = self._not_started(task)
-            else:
+            for task in tasks:
+                if self.stop_reason is None and window is not None:
+                    await window.acquire()
+                    if self.stop_reason is not None:
+                        window.release()
+                if self.stop_reason is not None:
+                    await self._record(self._not_started(task), emit)
+                    continue
                 self.progress.started += 1
-                result = await self._invoke(task, None, me)
-            await self._record(result, emit)
-            task = next(tasks, None)
+                handle: asyncio.Task[object] = tg.create_task(self._one(task, emit))
+                self._in_flight[handle] = mine[handle] = task
+                handle.add_done_callback(done)
+        # A task cancelled by a stop before it ever ran never reached its own handler.
+        for handle, task in mine.items():
+            del self._in_flight[handle]
+            self._cancelled.discard(handle)
+            await self._record(self._not_started(task), emit)
 
-    async def _invoke(
-        self,
-        task: Task,
-        config: RunnableConfig | None,
-        current: asyncio.Task[Any] | None = None,
-    ) -> SubAgentResult:
-        if current is None:
-            current = asyncio.current_task()
-            assert current is not None  # the engine and graph nodes always run in a task
+    async def _one(self, task: Task, emit: Emit) -> None:
+        await self._record(await self._invoke(task, None), emit)
+
+    async def _invoke(self, task: Task, config: RunnableConfig | None) -> SubAgentResult:
+        current = asyncio.current_task()
+        assert current is not None  # the engine and graph nodes always run in a task
         self._in_flight[current] = task
         try:
             return await self.pipeline(task, config)
@@ -314,7 +315,7 @@ class RunController:
             self._in_flight.pop(current, None)
             if current in self._cancelled:
                 # A stop cancelled this call and the agent swallowed it: take the request
-                # back, or it would cancel the next input this worker takes.
+                # back (a graph node's task goes on after it).
                 self._cancelled.discard(current)
                 current.uncancel()
             self.touched = self.loop.time()

@@ -31,7 +31,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Any
 from uuid import UUID
@@ -64,6 +64,14 @@ class Usage:
     cost_usd: float = 0.0
 
     def __post_init__(self) -> None:
+        if (  # the common case in one expression (several are built per model call)
+            self.input_tokens >= 0
+            and self.output_tokens >= 0
+            and self.cached_input_tokens >= 0
+            and self.requests >= 0
+            and self.cost_usd >= 0
+        ):
+            return
         for name in ("input_tokens", "output_tokens", "cached_input_tokens", "requests"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"Usage.{name} must be >= 0")
@@ -99,7 +107,13 @@ class Usage:
     def priced(self, price: Price) -> Usage:
         """This usage with ``cost_usd`` computed from ``price``."""
         usd = price.cost(self.input_tokens, self.output_tokens, self.cached_input_tokens)
-        return replace(self, cost_usd=usd)
+        return Usage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cached_input_tokens=self.cached_input_tokens,
+            requests=self.requests,
+            cost_usd=usd,
+        )
 
 
 class UsageCapture(BaseCallbackHandler):
@@ -192,7 +206,9 @@ class UsageCapture(BaseCallbackHandler):
                 self._cache_hits += 1
                 continue
             key = model or started
-            self._by_model[key] = self._by_model.get(key, Usage()) + Usage.from_usage_metadata(meta)
+            usage = Usage.from_usage_metadata(meta)
+            seen = self._by_model.get(key)
+            self._by_model[key] = usage if seen is None else seen + usage
 
     @property
     def by_model(self) -> Mapping[str | None, Usage]:
@@ -228,8 +244,11 @@ class UsageCapture(BaseCallbackHandler):
 
     def total(self) -> Usage:
         """All captured usage added up (``cost_usd`` is 0: see ``cost``)."""
+        usages = list(self.by_model.values())
+        if len(usages) == 1:
+            return usages[0]  # frozen: the one model's usage is the total
         total = Usage()
-        for usage in self.by_model.values():
+        for usage in usages:
             total = total + usage
         return total
 
@@ -246,7 +265,7 @@ class UsageCapture(BaseCallbackHandler):
             price = price_for(model)
             if price is None:
                 return None
-            usd += usage.priced(price).cost_usd
+            usd += price.cost(usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
         return usd
 
 
