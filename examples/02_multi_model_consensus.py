@@ -33,9 +33,13 @@ VOTERS = [
 
 
 async def vote(early: str | None) -> tuple[Vote, Any]:
-    tasks = [Task(index=i, agent=SubAgent.of(m), prompt=QUESTION) for i, m in enumerate(VOTERS)]
+    # One question: its voters share it (question=0), so they are one vote.
+    tasks = [
+        Task(index=i, agent=SubAgent.of(m), prompt=QUESTION, question=0)
+        for i, m in enumerate(VOTERS)
+    ]
     result = await Dispatcher(aggregate=majority_vote(early=early)).run_tasks(tasks)
-    return result.aggregate, result.report
+    return result.aggregate[0], result.report
 
 
 async def main() -> dict[str, Any]:

@@ -84,6 +84,8 @@ PUBLIC = [
     "UnpricedModelWarning",
     "Vote",
     "VoteTie",
+    "VoterNotNeeded",
+    "Votes",
     "aggregator_from",
     "as_dispatch_result",
     "best_result",

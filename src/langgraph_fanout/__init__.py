@@ -23,7 +23,7 @@ from langgraph_fanout.aggregate.aggregators import (
     median,
     rank_by_metric,
 )
-from langgraph_fanout.aggregate.voting import Vote, majority_vote
+from langgraph_fanout.aggregate.voting import Vote, Votes, majority_vote
 from langgraph_fanout.core.prompts import PromptTemplate
 from langgraph_fanout.core.report import DispatchReport
 from langgraph_fanout.core.results import Attempt, Status, SubAgentResult
@@ -80,6 +80,7 @@ from langgraph_fanout.errors import (
     UnestimatedCostWarning,
     UnpricedModel,
     UnpricedModelWarning,
+    VoterNotNeeded,
     VoteTie,
 )
 from langgraph_fanout.graphs.fan import (
@@ -192,6 +193,8 @@ __all__ = [
     "UnpricedModelWarning",
     "Vote",
     "VoteTie",
+    "VoterNotNeeded",
+    "Votes",
     "aggregator_from",
     "as_dispatch_result",
     "best_result",

@@ -24,6 +24,7 @@ Split by what the caller can do about it::
         │   ├── InvalidItem          one streamed item does not fit the template
         │   └── CacheKeyError        an argument could not be serialised for the cache key
         └── CallCancelled            cancelled by the dispatch (deadline, failure rate, stop)
+            └── VoterNotNeeded       a voter its question's vote no longer needed (never called)
 
     FanoutWarning (a UserWarning)    a guard could not be applied as asked
     ├── UnpricedModelWarning         a model with no known price ran at zero cost
@@ -258,6 +259,28 @@ class CallCancelled(CallError):
         super().__init__(f"{state}: {reason}", reason=reason, started=started)
 
 
+class VoterNotNeeded(CallCancelled):
+    """A voter that was never called because its question's vote was already settled.
+
+    ``decided_by`` says how: ``"exact"`` (the leader can no longer be overtaken),
+    ``"adaptive"`` (the stopping rule's confidence was reached) or ``"budget"`` (the next
+    wave of voters did not fit the budget; the vote ended with its current leader).
+    """
+
+    def __init__(self, *, question: int, decided_by: str, reason: str) -> None:
+        self.question = question
+        self.decided_by = decided_by
+        self.reason = reason
+        self.started = False
+        FanoutError.__init__(
+            self,
+            f"not started: {reason}",
+            question=question,
+            decided_by=decided_by,
+            reason=reason,
+        )
+
+
 class RefusedError(CallError):
     """A guard refused the call before it started; nothing was spent on it."""
 
@@ -451,6 +474,7 @@ _KIND: dict[type[FanoutError], str] = {
     CircuitOpen: "circuit_open",
     CallSkipped: "skipped",
     CallCancelled: "cancelled",
+    VoterNotNeeded: "voter_not_needed",
     BudgetExceeded: "budget_exceeded",
     UnpricedModel: "unpriced_model",
     AgentLimitExceeded: "agent_limit",

@@ -342,6 +342,12 @@ def test_vote_fields() -> None:
         not_voted=1,
         # One voter missing: "books" could at best tie, and a tie goes to voter 0's answer.
         decided_early=True,
+        question=None,  # the results are of different inputs (no question of their own)
+        margin=1.0,
+        calls=7,
+        calls_saved=0,  # the cancelled voter was cancelled, not settled without
+        cancelled=0,
+        decided_by="exact",
     )
     assert str(vote) == "Electronics (2/8 votes)"
     unanimous = majority_vote("c")(results[:2] + results[3:5])
@@ -771,8 +777,9 @@ async def test_engine_stops_a_decided_vote_and_never_calls_the_rest() -> None:
     )
     # After 6 answers "paris" leads 4-1-1; a rival reaching 4 would tie, and lose to voter 0.
     assert len(calls) == 6
-    vote = done.aggregate
+    (vote,) = done.aggregate  # one input, its 9 samples: one vote
     assert isinstance(vote, Vote)
+    assert (vote.calls, vote.calls_saved, vote.decided_by) == (6, 3, "exact")
     assert (vote.winner, vote.support, vote.not_voted, vote.decided_early) == ("Paris", 4, 3, True)
     assert [r.status for r in done.results[6:]] == [Status.CANCELLED] * 3
 

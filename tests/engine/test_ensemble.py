@@ -11,7 +11,7 @@ import fakeclock
 from langgraph_fanout import DispatchResourceLimits, SubAgent, SyncInAsyncError, dispatch_agents
 from langgraph_fanout.aggregate.voting import Vote, majority_vote
 from langgraph_fanout.engine.ensemble import vote, vote_sync
-from langgraph_fanout.errors import CallCancelled, ConfigurationError
+from langgraph_fanout.errors import CallCancelled, ConfigurationError, VoterNotNeeded
 from langgraph_fanout.guards.hedging import HedgePolicy
 from langgraph_fanout.guards.ledger import CostLedger
 from langgraph_fanout.guards.pricing import Price
@@ -54,7 +54,7 @@ async def test_nine_voters_first_five_agree_stops_after_five() -> None:
     assert all(isinstance(r.error, CallCancelled) and not r.error.started for r in result[5:])
 
 
-def test_voters_in_flight_are_cancelled_and_not_billed() -> None:
+def test_voters_start_in_waves_and_the_unneeded_ones_are_never_started() -> None:
     async def scenario() -> Any:
         agents = [voter(f"v{i}", "yes" if i < 5 else "no", latency_s=1.0 + i) for i in range(9)]
         ledger = CostLedger(1.0)
@@ -64,11 +64,14 @@ def test_voters_in_flight_are_cancelled_and_not_billed() -> None:
     result, ledger = fakeclock.run(scenario())
     assert result.aggregate.winner == "yes"
     assert result.report.succeeded == 5
-    in_flight = [r for r in result if isinstance(r.error, CallCancelled)]
-    assert len(in_flight) == 4 and all(r.error.started for r in in_flight)
-    assert ledger.spent_usd == pytest.approx(0.05)  # the cancelled voters' reservations freed
+    # The first wave is the 5 of 9 that could settle it; they did, so 4 never started.
+    not_needed = [r for r in result if isinstance(r.error, CallCancelled)]
+    assert len(not_needed) == 4
+    assert all(isinstance(r.error, VoterNotNeeded) and not r.error.started for r in not_needed)
+    assert result.report.voters_not_needed == 4 and result.report.calls_started == 5
+    assert ledger.spent_usd == pytest.approx(0.05)
     assert ledger.reserved_usd == 0.0
-    assert result.report.wall_time_s == pytest.approx(5.0, abs=1e-3)
+    assert result.report.wall_time_s < 9.0  # never waited for the slowest, unneeded voter
 
 
 async def test_five_models_vote_on_a_classification() -> None:
@@ -200,3 +203,78 @@ def test_the_threshold_follows_the_latencies_without_sorting_them_on_every_call(
     for _ in range(96):  # the window moved on: so did the threshold
         tracker.observe(1.0)
     assert tracker.threshold_s() == pytest.approx(1.0)
+
+
+# -- one meaning of a vote: per input, in waves --------------------------------------------
+
+
+async def test_distinct_inputs_with_a_vote_are_never_cancelled_by_each_other() -> None:
+    calls: list[str] = []
+
+    async def label(prompt: Any) -> str:
+        calls.append(prompt)
+        return f"label of {prompt}"
+
+    done = await dispatch_agents(
+        "{receipt}",
+        [{"receipt": f"r{i}"} for i in range(10)],
+        agent=label,
+        aggregate=majority_vote(),
+    )
+    assert len(calls) == 10 and done.report.succeeded == 10 and done.report.cancelled == 0
+    assert done.aggregate.winners == [f"label of r{i}" for i in range(10)]
+    assert done.aggregate.decided_by == {"complete": 10}
+
+
+@pytest.mark.parametrize("concurrency", [1, 10, 100])
+async def test_five_samples_whose_first_three_agree_cost_three_calls_each(
+    concurrency: int,
+) -> None:
+    # Each input's samples answer "a", "a", "a", "b", "b": the first wave (3 of 5) settles it.
+    answers = ["a", "a", "a", "b", "b"]
+    started: dict[str, int] = {}
+
+    async def sample(prompt: Any) -> str:
+        n = started.get(prompt, 0)
+        started[prompt] = n + 1
+        await asyncio.sleep(0)
+        return answers[n]
+
+    done = await dispatch_agents(
+        "{q}",
+        [{"q": f"question {i}"} for i in range(10)],
+        agent=sample,
+        samples=5,
+        aggregate=majority_vote(),
+        limits=DispatchResourceLimits(max_concurrent=concurrency),
+    )
+    assert sum(started.values()) == 30 and all(n == 3 for n in started.values())
+    votes = done.aggregate
+    assert len(votes) == 10 and votes.winners == ["a"] * 10
+    assert all((v.calls, v.calls_saved, v.decided_by) == (3, 2, "exact") for v in votes)
+    assert done.report.voters_not_needed == 20 and done.report.calls_started == 30
+    assert votes.cancelled == 0  # nothing started was cancelled
+    assert len(done.results) == 50  # every input still ends as one result
+
+
+async def test_a_vote_that_cannot_afford_its_next_wave_ends_with_its_leader() -> None:
+    # 9 voters alternating "yes"/"no" at a cent each under a 6-cent cap: the first wave
+    # (5) leaves the vote open at 3-2 and the next one (2) fits, then at 4-3 the next
+    # wave no longer fits what is left: the leader wins, the rest never start.
+    answers = ["yes", "no"] * 5
+    model = SimulatedChatModel(
+        model_name="judge", responses=answers, usage_override=(10, 1), max_tokens=1
+    )
+    result = await dispatch_agents(
+        "Is {x} a fruit?",
+        [{"x": "apple"}],
+        agent=SubAgent.of(model, cost_per_call_usd=0.01),
+        samples=9,
+        aggregate=majority_vote(),
+        limits=DispatchResourceLimits(max_concurrent=1, max_total_cost_usd=0.065),
+    )
+    (outcome,) = result.aggregate
+    assert outcome.decided_by == "budget" and outcome.winner == "yes"
+    assert model.calls == outcome.calls < 9
+    assert result.report.total_spent_usd <= 0.065
+    assert all(isinstance(r.error, VoterNotNeeded) for r in result.results[outcome.calls :])

@@ -171,7 +171,10 @@ def test_factories_return_uncompiled_graphs() -> None:
 async def test_fan_out_end_to_end_with_a_simulated_model() -> None:
     model = SimulatedChatModel(choices=["spam", "ham"], seed=3)
     graph = create_fan_out_graph(
-        model, template="Classify: {text}", aggregate=majority_vote(early=None), limits=UNPRICED
+        model,
+        template="Classify: {text}",
+        aggregate=majority_vote(early=None, group_by=None),  # one vote across the items
+        limits=UNPRICED,
     ).compile()
     texts = [f"message {i}" for i in range(12)]
 
@@ -238,7 +241,8 @@ async def test_samples_are_distinct_calls_for_a_vote() -> None:
     out = await graph.compile().ainvoke({"items": ["Is it?"]})
     assert [(r["index"], r["sample"]) for r in out["results"]] == [(s, s) for s in range(5)]
     assert model.calls == 5
-    assert out["aggregate"].voters == 5
+    (vote,) = out["aggregate"]  # one item, its 5 samples: one vote
+    assert vote.voters == 5 and vote.question == 0
 
 
 async def test_progress_events_and_updates_stream() -> None:

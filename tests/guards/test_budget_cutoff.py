@@ -139,7 +139,9 @@ async def test_a_voter_no_longer_needed_is_billed() -> None:
             [{"n": 1}] * 9,
             agent=_model(server),
             ledger=ledger,
-            aggregate=majority_vote(),
+            # Nine inputs as voters of one question, all started at once: the vote across
+            # inputs (group_by=None) stops the dispatch and cuts off the ones in flight.
+            aggregate=majority_vote(group_by=None),
             limits=DispatchResourceLimits(max_concurrent=9),
         )
     assert result.report.cancelled > 0  # the vote was decided before every voter answered

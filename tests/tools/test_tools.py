@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolCall, ToolMessag
 from langchain_core.tools import BaseTool
 
 from conftest import FakeSleep
-from langgraph_fanout.aggregate.voting import Vote
+from langgraph_fanout.aggregate.voting import Vote, Votes
 from langgraph_fanout.delegation.client import A2AClient
 from langgraph_fanout.delegation.requests import DelegationResult
 from langgraph_fanout.engine.agents import SubAgent
@@ -231,8 +231,14 @@ def test_aggregates_in_the_content() -> None:
             },
         )
     )
-    assert isinstance(message.artifact.aggregate, Vote)
-    assert str(message.content).splitlines()[1] == "vote: spam (2/3 votes, 67%); spam: 2, ham: 1"
+    # One vote per item (each item's samples vote among themselves; here one sample each).
+    votes = message.artifact.aggregate
+    assert isinstance(votes, Votes) and votes.winners == ["spam", "ham", "spam"]
+    assert str(message.content).splitlines()[1:4] == [
+        "[0] vote: spam (1/1 votes, 100%); spam: 1",
+        "[1] vote: ham (1/1 votes, 100%); ham: 1",
+        "[2] vote: spam (1/1 votes, 100%); spam: 1",
+    ]
 
     scores = create_dispatch_tool(
         {"a": model(responses=["0.2", "0.9", "0.5"], cycle_responses=True)}

@@ -240,6 +240,17 @@ class median(_NoEarlyStop):
         return float(statistics.median(values)) if values else None
 
 
+def apply_aggregate(
+    aggregator: Callable[[Sequence[SubAgentResult]], Any], results: Sequence[SubAgentResult]
+) -> Any:
+    """What a dispatch, a graph or a tool gives as the aggregate of ``results``: a
+    per-input ``majority_vote`` votes per question (``Votes``); anything else is called
+    on every result."""
+    if isinstance(aggregator, majority_vote) and aggregator.group_by is not None:
+        return aggregator.per_question(results)
+    return aggregator(results)
+
+
 def stop_condition_of(aggregator: Any) -> StopCondition | None:
     """The stop condition an aggregator offers through ``stop_condition()``, if any.
 

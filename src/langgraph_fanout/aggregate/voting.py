@@ -39,13 +39,16 @@ from langgraph_fanout.aggregate.extract import (
 from langgraph_fanout.core.checks import MAX_COUNT, check_number, shown
 from langgraph_fanout.core.results import Status, SubAgentResult
 from langgraph_fanout.core.stopping import DispatchProgress, StopCondition
-from langgraph_fanout.errors import ConfigurationError, VoteTie
+from langgraph_fanout.errors import CallCancelled, ConfigurationError, VoterNotNeeded, VoteTie
 
 TieBreak: TypeAlias = Literal["first", "lexical", "raise"]
 EarlyRule: TypeAlias = Literal["exact", "adaptive"]
+GroupBy: TypeAlias = Literal["input"] | None
+DecidedBy: TypeAlias = Literal["complete", "exact", "adaptive", "budget"]
 
 _ABSENT: Final = object()
 _UNSEEN: Final = object()  # stands for any answer no voter has given yet
+_HOPED: Final = object()  # the answer a wave's voters are assumed to give when planning it
 _EXACT_SUM_LIMIT: Final = 2000
 
 
@@ -69,6 +72,14 @@ class Vote:
             results when ``total`` was given.
         decided_early: some planned voters did not vote and the vote's stopping rule
             shows they could not have changed the outcome.
+        question: the question voted on (``SubAgentResult.question_of`` of its voters).
+        margin: the winner's weight minus the runner-up's (0 on a tie or with no votes).
+        calls: voters that were called (every result but those never started).
+        calls_saved: voters never called because the vote was settled without them.
+        cancelled: voters cancelled in flight (started, so possibly billed).
+        decided_by: ``"complete"`` (every voter voted), ``"exact"`` or ``"adaptive"`` (the
+            early rule settled it), ``"budget"`` (the next wave did not fit the budget; the
+            leader won), or ``None`` (not settled: stopped, or nobody voted).
     """
 
     # Left out of the hash (still compared): a Vote is hashable even with a dict winner.
@@ -84,9 +95,59 @@ class Vote:
     abstentions: int
     not_voted: int
     decided_early: bool
+    question: int | None = None
+    margin: float = 0.0
+    calls: int = 0
+    calls_saved: int = 0
+    cancelled: int = 0
+    decided_by: DecidedBy | None = None
 
     def __str__(self) -> str:
         return f"{self.winner} ({self.support}/{self.voters} votes)"
+
+
+@dataclass(frozen=True, slots=True)
+class Votes(Sequence[Vote]):
+    """One ``Vote`` per question, in question order: what ``majority_vote()`` gives as the
+    aggregate of a dispatch (each input's samples vote among themselves).
+
+    Example:
+        >>> done = await dispatch_agents(..., samples=5, aggregate=majority_vote())
+        >>> done.aggregate.winners, done.aggregate.calls_saved
+    """
+
+    votes: tuple[Vote, ...]
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.votes[index]
+
+    def __len__(self) -> int:
+        return len(self.votes)
+
+    @property
+    def winners(self) -> list[Any]:
+        return [v.winner for v in self.votes]
+
+    @property
+    def calls(self) -> int:
+        return sum(v.calls for v in self.votes)
+
+    @property
+    def calls_saved(self) -> int:
+        return sum(v.calls_saved for v in self.votes)
+
+    @property
+    def cancelled(self) -> int:
+        return sum(v.cancelled for v in self.votes)
+
+    @property
+    def decided_by(self) -> dict[str, int]:
+        """How many questions each way settled (``None`` counted as ``"unsettled"``)."""
+        counts: dict[str, int] = {}
+        for v in self.votes:
+            name = v.decided_by or "unsettled"
+            counts[name] = counts.get(name, 0) + 1
+        return counts
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,6 +187,13 @@ class _Tally:
             self.first[key] = ballot.index
             self.value[key] = ballot.value
 
+    def copy(self) -> _Tally:
+        other = _Tally()
+        other.weight, other.support = dict(self.weight), dict(self.support)
+        other.first, other.value = dict(self.first), dict(self.value)
+        other.valid, other.abstained = self.valid, self.abstained
+        return other
+
     def ranking(self, tie_break: TieBreak) -> list[Hashable]:
         if tie_break == "first":
             return sorted(self.weight, key=lambda k: (-self.weight[k], self.first[k]))
@@ -162,6 +230,12 @@ class majority_vote:
         tie_break: ``"first"``, ``"lexical"`` or ``"raise"``.
         early: ``"exact"``, ``"adaptive"`` or ``None`` (``stop_condition()`` gives none).
         confidence: posterior threshold of the adaptive rule, in (0.5, 1).
+        group_by: ``"input"`` (default): as a dispatch's aggregate, each input's samples
+            vote among themselves (``samples=k``) and the aggregate is ``Votes``, one per
+            input; distinct inputs never stop each other. ``None``: every result of the
+            dispatch is a voter of one question (a vote across inputs, asked for
+            explicitly) and the aggregate is one ``Vote``. Calling the vote on a list of
+            results always counts them as one vote; ``per_question`` groups them.
 
     Raises:
         ConfigurationError: an argument is out of range.
@@ -180,8 +254,14 @@ class majority_vote:
     tie_break: TieBreak = "first"
     early: EarlyRule | None = "exact"
     confidence: float = 0.95
+    group_by: GroupBy = "input"
 
     def __post_init__(self) -> None:
+        if self.group_by not in ("input", None):
+            raise ConfigurationError(
+                f"group_by must be 'input' (each input's samples vote) or None (every "
+                f"result is a voter of one question), got {self.group_by!r}"
+            )
         if self.tie_break not in ("first", "lexical", "raise"):
             raise ConfigurationError(
                 f"tie_break must be 'first', 'lexical' or 'raise', got {self.tie_break!r}"
@@ -239,6 +319,14 @@ class majority_vote:
             unanswered.extend(i for i in range(total) if i not in seen)
         not_voted = max(len(unanswered), (total or 0) - tally.valid - tally.abstained)
         ranking = tally.ranking(self.tie_break)
+        never = [r for r in results if _never_started(r)]
+        saved = sum(1 for r in never if isinstance(r.error, VoterNotNeeded))
+        counted: dict[str, Any] = {
+            "question": _question(results),
+            "calls": len(results) - len(never),
+            "calls_saved": saved,
+            "cancelled": sum(1 for r in results if r.status is Status.CANCELLED) - len(never),
+        }
         if not ranking:
             return Vote(
                 winner=None,
@@ -253,6 +341,7 @@ class majority_vote:
                 abstentions=tally.abstained,
                 not_voted=not_voted,
                 decided_early=False,
+                **counted,
             )
         top = tally.weight[ranking[0]]
         tied = [k for k in ranking if tally.weight[k] == top]
@@ -261,7 +350,15 @@ class majority_vote:
         winner = ranking[0]
         total_weight = sum(tally.weight.values(), Fraction(0))
         first_open = min(unanswered, default=None)
-        decided = not_voted > 0 and self._decided(tally, ranking, not_voted, first_open) is not None
+        rule = self._decided(tally, ranking, not_voted, first_open) if not_voted else None
+        decided_by: DecidedBy | None = "complete" if not not_voted else None
+        if rule is not None:
+            decided_by = rule[0]
+        elif not_voted:
+            marks = [r.error.decided_by for r in never if isinstance(r.error, VoterNotNeeded)]
+            if "budget" in marks:
+                decided_by = "budget"
+        second = tally.weight[ranking[1]] if len(ranking) > 1 else Fraction(0)
         return Vote(
             winner=tally.value[winner],
             winner_key=winner,
@@ -274,12 +371,87 @@ class majority_vote:
             valid_votes=tally.valid,
             abstentions=tally.abstained,
             not_voted=not_voted,
-            decided_early=decided,
+            decided_early=rule is not None,
+            margin=float(top - second),
+            decided_by=decided_by,
+            **counted,
         )
 
+    def per_question(self, results: Sequence[SubAgentResult]) -> Votes:
+        """One vote per question (``SubAgentResult.question_of``), in question order."""
+        groups: dict[int, list[SubAgentResult]] = {}
+        for result in results:
+            groups.setdefault(result.question_of, []).append(result)
+        return Votes(tuple(self(groups[q]) for q in sorted(groups)))
+
     def stop_condition(self) -> StopCondition | None:
-        """The condition that stops a dispatch once this vote is decided (``None`` if not early)."""
+        """The condition that stops a dispatch once this vote is decided (``None`` if not
+        early). It treats every input of the dispatch as a voter of one question, so the
+        engine uses it only with ``group_by=None``; per-input votes settle in waves."""
         return None if self.early is None else stop_when_decided(self)
+
+    # -- waves: what the engine and the graphs ask of one question ----------------------
+
+    def decision(
+        self, results: Sequence[SubAgentResult], pending: Sequence[int]
+    ) -> tuple[DecidedBy, str] | None:
+        """Whether one question is settled: its ``results`` so far (none in flight) and the
+        indices of its voters not started yet. ``None``: not settled (or nothing pending)."""
+        if not pending or self.early is None:
+            return None
+        tally = self._tally_of(results)
+        ranking = tally.ranking(self.tie_break)
+        return self._decided(tally, ranking, len(pending), min(pending))
+
+    def next_wave(self, results: Sequence[SubAgentResult], pending: Sequence[int]) -> int:
+        """How many of the ``pending`` voters to start now: the fewest that could settle the
+        vote if they all backed the leader (or, with no votes yet, agreed among
+        themselves); every pending voter when nothing fewer could, or without an early
+        rule; 0 when the vote is settled or nothing is pending."""
+        remaining = len(pending)
+        if remaining == 0 or self.early is None:
+            return remaining
+        tally = self._tally_of(results)
+        ranking = tally.ranking(self.tie_break)
+        first_open = min(pending)
+        if self._decided(tally, ranking, remaining, first_open) is not None:
+            return 0
+        reach = self._reach() or Fraction(1)
+        leader = ranking[0] if ranking else _HOPED
+        low, high = 1, remaining  # the smallest wave that could settle it, by bisection
+        if not self._settles(tally, leader, high, reach, remaining, pending):
+            return remaining
+        while low < high:
+            middle = (low + high) // 2
+            if self._settles(tally, leader, middle, reach, remaining, pending):
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+    def _settles(
+        self,
+        tally: _Tally,
+        leader: Hashable,
+        wave: int,
+        reach: Fraction,
+        remaining: int,
+        pending: Sequence[int],
+    ) -> bool:
+        hoped = tally.copy()
+        for index in sorted(pending)[:wave]:
+            hoped.add(_Ballot(index=index, ran=True, valid=True, key=leader, weight=reach))
+        left = remaining - wave
+        first_open = sorted(pending)[wave] if left else None
+        if left == 0:
+            return True
+        return self._decided(hoped, hoped.ranking(self.tie_break), left, first_open) is not None
+
+    def _tally_of(self, results: Sequence[SubAgentResult]) -> _Tally:
+        tally = _Tally()
+        for result in results:
+            tally.add(self._ballot(result))
+        return tally
 
     # -- internals shared with stop_when_decided ---------------------------------------
 
@@ -342,8 +514,8 @@ class majority_vote:
 
     def _decided(
         self, tally: _Tally, ranking: list[Hashable], remaining: int | None, first_open: int | None
-    ) -> str | None:
-        """Why the vote is decided with ``remaining`` voters to come, or ``None``."""
+    ) -> tuple[DecidedBy, str] | None:
+        """Which rule settles the vote with ``remaining`` voters to come, and why; or ``None``."""
         if not ranking:
             return None
         leader = ranking[0]
@@ -358,7 +530,7 @@ class majority_vote:
                 self._holds(tally, leader, rival, weight + remaining * reach, first_open)
                 for rival, weight in rivals
             ):
-                return (
+                return "exact", (
                     f"vote decided: {leader!r} leads {float(lead):g} to {float(second):g} and "
                     f"the {remaining} voter(s) left cannot change the winner"
                 )
@@ -366,7 +538,7 @@ class majority_vote:
             # One vote is never a consensus, whatever the threshold.
             probability = leader_probability(float(lead), float(second))
             if probability > self.confidence:
-                return (
+                return "adaptive", (
                     f"vote decided (adaptive): P({leader!r} is the majority) = "
                     f"{probability:.4f} > {self.confidence:g}"
                 )
@@ -438,10 +610,21 @@ class stop_when_decided(StopCondition):
                 self._first_open += 1
             first_open = self._first_open
         ranking = self._tally.ranking(self.vote.tie_break)
-        return self.vote._decided(self._tally, ranking, remaining, first_open)
+        decided = self.vote._decided(self._tally, ranking, remaining, first_open)
+        return None if decided is None else decided[1]
 
     def __repr__(self) -> str:
         return f"stop_when_decided({self.vote.early}, key={key_name(self.vote.key)})"
+
+
+def _never_started(result: SubAgentResult) -> bool:
+    error = result.error
+    return isinstance(error, CallCancelled) and not error.started
+
+
+def _question(results: Sequence[SubAgentResult]) -> int | None:
+    questions = {r.question_of for r in results}
+    return questions.pop() if len(questions) == 1 else None
 
 
 def leader_probability(leader: float, runner_up: float) -> float:

@@ -85,10 +85,10 @@ async def consensus_vote(run: Runner) -> dict[str, Any]:
         for i in range(5)
     ]
     question = "Category of 'USB-C charging cable, 2 m'? electronics, office or kitchen."
-    tasks = [Task(index=i, agent=a, prompt=question) for i, a in enumerate(agents)]
+    tasks = [Task(index=i, agent=a, prompt=question, question=0) for i, a in enumerate(agents)]
     dispatcher = Dispatcher(aggregate=majority_vote(early=None))
     result = run.keep(await dispatcher.run_tasks(tasks))
-    vote = result.aggregate
+    vote = result.aggregate[0]
     run.line(f"{len(agents)} models completed in {result.report.wall_time_s:.2f}s")
     run.line(f"Majority vote: {vote.winner_key} ({vote.support}/{vote.voters} votes)")
     return {

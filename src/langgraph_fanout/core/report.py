@@ -9,7 +9,7 @@ from typing import Any
 from ddsketch import DDSketch
 
 from langgraph_fanout.core.results import Attempt, Status, SubAgentResult
-from langgraph_fanout.errors import CallCancelled, usd
+from langgraph_fanout.errors import CallCancelled, VoterNotNeeded, usd
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +56,8 @@ class DispatchReport:
         calls_saved: inputs a stop condition ended before they were called (e.g. voters
             no longer needed once the vote was decided). cost_saved_usd: those calls
             priced at the mean cost of this dispatch's successful calls (an estimate).
+        voters_not_needed: of those, the voters a settled vote did not need
+            (``VoterNotNeeded``); they count as neither succeeded nor failed.
     """
 
     inputs: int = 0
@@ -95,6 +97,7 @@ class DispatchReport:
     hedges_won: int = 0
     calls_saved: int = 0
     cost_saved_usd: float = 0.0
+    voters_not_needed: int = 0
     abandoned_threads: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -193,6 +196,7 @@ class ReportBuilder:
         self._hedges = 0
         self._hedges_won = 0
         self._saved = 0
+        self._not_needed = 0
         self._recovery: defaultdict[str, Counter[str]] = defaultdict(Counter)
 
     def add(self, result: SubAgentResult) -> None:
@@ -202,6 +206,8 @@ class ReportBuilder:
             self._kinds[error.kind] += 1
             if isinstance(error, CallCancelled) and not error.started:
                 self._saved += 1
+                if isinstance(error, VoterNotNeeded):
+                    self._not_needed += 1
         attempts = result.attempts
         if attempts:
             self._latencies.add(result.duration_s)
@@ -288,6 +294,7 @@ class ReportBuilder:
             hedges_launched=self._hedges,
             hedges_won=self._hedges_won,
             calls_saved=self._saved,
+            voters_not_needed=self._not_needed,
             cost_saved_usd=self._saved * (self._spent / ok) if ok else 0.0,
             **extra,
         )

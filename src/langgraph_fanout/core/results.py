@@ -66,6 +66,8 @@ class SubAgentResult:
         rate_wait_s: time spent waiting for rate limiters and a provider's Retry-After.
         budget_wait_s: time spent waiting for calls in flight to free budget.
         sample: sample index (distinct voters of one vote have distinct samples).
+        question: the question this result is a voter of (its input's argument set, shared
+            by that input's samples); ``None``: its own (``index``). See ``question_of``.
         flags: screening flags (prompt-injection markers found in the arguments, redactions).
         breakers_opened: circuit breakers this input's failures opened.
         hedges / hedge_won: duplicates started for this slow call, and whether one won.
@@ -87,6 +89,7 @@ class SubAgentResult:
     rate_wait_s: float = 0.0
     budget_wait_s: float = 0.0
     sample: int = 0
+    question: int | None = None
     flags: tuple[str, ...] = field(default=())
     breakers_opened: int = 0
     hedges: int = 0
@@ -95,6 +98,11 @@ class SubAgentResult:
     @property
     def ok(self) -> bool:
         return self.status is Status.OK
+
+    @property
+    def question_of(self) -> int:
+        """The question this result votes on: ``question``, or its own ``index``."""
+        return self.index if self.question is None else self.question
 
     @property
     def success(self) -> bool:
@@ -126,6 +134,7 @@ class SubAgentResult:
         agent: str,
         error: CallError,
         sample: int = 0,
+        question: int | None = None,
         cache_hit: bool = False,
         cost_usd: float = 0.0,
         estimated_cost_usd: float = 0.0,
@@ -137,6 +146,7 @@ class SubAgentResult:
             status=cls.status_of(error),
             error=error,
             sample=sample,
+            question=question,
             cache_hit=cache_hit,
             cost_usd=cost_usd,
             estimated_cost_usd=estimated_cost_usd,
@@ -159,5 +169,6 @@ class SubAgentResult:
             "output_tokens": self.output_tokens,
             "cache_hit": self.cache_hit,
             "sample": self.sample,
+            "question": self.question,
             "flags": list(self.flags),
         }

@@ -26,6 +26,7 @@ class DispatchProgress:
         total: number of inputs, or ``None`` when the inputs are an iterator of unknown size.
         started: calls started so far.
         succeeded / failed: finished inputs by outcome (cancelled and skipped count as failed).
+        not_needed: voters a settled vote did not need (neither succeeded nor failed).
         finished: results in completion order (kept when a stop condition reads them).
         last: the result that finished last.
     """
@@ -34,12 +35,13 @@ class DispatchProgress:
     started: int = 0
     succeeded: int = 0
     failed: int = 0
+    not_needed: int = 0
     finished: list[SubAgentResult]
     last: SubAgentResult | None = None
 
     @property
     def done(self) -> int:
-        return self.succeeded + self.failed
+        return self.succeeded + self.failed + self.not_needed
 
     @property
     def remaining(self) -> int | None:
@@ -188,7 +190,7 @@ class stop_on_failure_rate(StopCondition):
         self.cancels_in_flight = cancel_in_flight
 
     def __call__(self, progress: DispatchProgress) -> str | None:
-        done = progress.done
+        done = progress.succeeded + progress.failed
         if done < self.min_sample:
             return None
         observed = progress.failed / done

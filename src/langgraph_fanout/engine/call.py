@@ -87,6 +87,8 @@ class Task:
         arguments: the untrusted arguments the prompt was rendered from (for screening).
         template: the template ``prompt`` was rendered from (to re-render redacted arguments).
         sample: sample index; distinct voters of one question have distinct samples.
+        question: the question this input is a voter of (the argument set its samples
+            share); ``None``: its own (``index``).
         key: an optional user idempotency key.
         invalid: why this input cannot be called (it then ends as ``InvalidItem``).
     """
@@ -99,6 +101,7 @@ class Task:
     sample: int = 0
     key: str | None = None
     invalid: str | None = None
+    question: int | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -364,6 +367,7 @@ class CallPipeline:
                 agent=agent.name,
                 error=shared or CallError("shared call failed"),
                 sample=task.sample,
+                question=task.question,
                 cache_hit=True,
             )
         if source is CacheSource.MISS and mine:
@@ -376,6 +380,7 @@ class CallPipeline:
             agent_used=entry.agent_used,
             cache_hit=True,
             sample=task.sample,
+            question=task.question,
         )
 
     async def _recover(
@@ -433,6 +438,7 @@ class CallPipeline:
             rate_wait_s=account.rate_wait,
             budget_wait_s=account.budget_wait,
             sample=task.sample,
+            question=task.question,
             flags=flags,
             breakers_opened=outcome.breaker_opened,
             hedges=account.hedges,
@@ -713,6 +719,10 @@ class CallPipeline:
                 ) from exc
             raise
 
+    def worst_case_usd(self, task: Task) -> float:
+        """The worst-case cost of one attempt of ``task`` (what its reservation will hold)."""
+        return self._estimate(self._plan(task.agent), task.prompt)[0]
+
     def _price(self, agent: SubAgent) -> Price | None:
         return self._estimator.price(agent)
 
@@ -847,7 +857,11 @@ _COUNTED_MODELS: set[str | None] = set()  # models whose encoding is loaded in t
 def ended_with(task: Task, error: CallError) -> SubAgentResult:
     """The result of ``task`` ended by ``error`` before or without an answer."""
     return SubAgentResult.from_error(
-        index=task.index, agent=task.agent.name, error=error, sample=task.sample
+        index=task.index,
+        agent=task.agent.name,
+        error=error,
+        sample=task.sample,
+        question=task.question,
     )
 
 

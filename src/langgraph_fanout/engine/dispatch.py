@@ -34,7 +34,8 @@ from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
 from langchain_core.runnables import RunnableConfig
 
-from langgraph_fanout.aggregate.aggregators import stop_condition_of
+from langgraph_fanout.aggregate.aggregators import apply_aggregate, stop_condition_of
+from langgraph_fanout.aggregate.voting import majority_vote
 from langgraph_fanout.core.checks import (
     check_mapping,
     check_samples,
@@ -50,6 +51,7 @@ from langgraph_fanout.engine.call import Task
 from langgraph_fanout.engine.options import GuardOptions, Guards
 from langgraph_fanout.engine.run import RunController
 from langgraph_fanout.engine.spec import DispatchMode, RunSpec
+from langgraph_fanout.engine.waves import VoteWaves
 from langgraph_fanout.errors import (
     ConfigurationError,
     DispatchFailed,
@@ -159,7 +161,10 @@ class Dispatcher:
         if stop is not None and not isinstance(stop, StopCondition):
             raise ConfigurationError(f"stop must be a StopCondition, got {stop!r}")
         self.aggregate = aggregate
-        conditions = [c for c in (stop, stop_condition_of(aggregate)) if c is not None]
+        # A per-input vote settles each question in waves (``_source``), never the dispatch.
+        per_input = isinstance(aggregate, majority_vote) and aggregate.group_by is not None
+        offered = None if per_input else stop_condition_of(aggregate)
+        conditions = [c for c in (stop, offered) if c is not None]
         combined: StopCondition | None = None
         for c in conditions:
             combined = c if combined is None else combined | c
@@ -269,7 +274,7 @@ class Dispatcher:
             builder.add(result)
 
         async with RunController(self.spec, total=len(tasks)) as run:
-            await run.feed(iter(tasks), keep)
+            await run.feed(self._source(run, iter(tasks)), keep)
         report = run.report(builder)
         results = tuple(r for r in slots if r is not None)
         if len(results) != len(tasks):  # pragma: no cover - an engine bug, never expected
@@ -344,7 +349,7 @@ class Dispatcher:
         async def produce() -> None:
             try:
                 async with RunController(self.spec, total=total) as run:
-                    await run.feed(iter(tasks), put)
+                    await run.feed(self._source(run, iter(tasks)), put)
                 ended.append((run, run.report(builder)))
             finally:
                 queue.put_nowait(None)
@@ -364,13 +369,28 @@ class Dispatcher:
             on_report(report)
         run.check_outcome(report, ())
 
+    def _source(self, run: RunController, tasks: Iterator[Task]) -> Iterator[Task] | VoteWaves:
+        """The tasks as the run takes them: in waves per question under a per-input vote."""
+        vote = self.aggregate
+        if not isinstance(vote, majority_vote) or vote.group_by is None or vote.early is None:
+            return tasks
+        ledger = run.shared.ledger
+        affordable = None
+        if ledger.limit_usd is not None:
+
+            def affordable(wave: Sequence[Task]) -> bool:
+                worst = sum(run.pipeline.worst_case_usd(t) for t in wave)
+                return worst <= ledger.remaining_usd
+
+        return VoteWaves(vote, tasks, affordable=affordable)
+
     def _aggregated(
         self, results: tuple[SubAgentResult, ...], report: DispatchReport
     ) -> DispatchResult:
         aggregate = None
         if self.aggregate is not None:
             try:
-                aggregate = self.aggregate(results)
+                aggregate = apply_aggregate(self.aggregate, results)
             except FanoutError as exc:  # e.g. VoteTie with tie_break="raise": keep the results
                 raise DispatchFailed(reason=f"aggregate failed: {exc}", results=results) from exc
         return DispatchResult(results, report, aggregate)
@@ -390,7 +410,7 @@ def _expand(
     as its own ``InvalidItem`` result); ``run`` validates everything before calling this.
     """
     index = 0
-    for args in arguments:
+    for question, args in enumerate(arguments):
         prompt: Any = args
         invalid = None
         if template is not None:
@@ -411,6 +431,7 @@ def _expand(
                 template=template,
                 sample=sample,
                 invalid=invalid,
+                question=question if samples > 1 else None,
             )
             index += 1
 

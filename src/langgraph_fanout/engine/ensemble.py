@@ -1,8 +1,9 @@
 """Ensembles: ask several models (or N samples of one) the same question and vote.
 
 The voters run through the engine, so they get the budget, recovery, cache and screening
-of every other call; the vote is a stop condition too, so the dispatch stops as soon as the
-winner is decided and the voters still to come are never called (or billed).
+of every other call. They start in waves (``engine.waves``): only as many at a time as
+could settle the vote, so the voters a settled vote does not need are never called (or
+billed), whatever the concurrency.
 
 Example:
     >>> result = await vote("Classify: {text}", {"text": receipt},
@@ -17,7 +18,7 @@ from typing import Any, Unpack
 
 from langchain_core.runnables import RunnableConfig
 
-from langgraph_fanout.aggregate.voting import majority_vote
+from langgraph_fanout.aggregate.voting import Votes, majority_vote
 from langgraph_fanout.core.prompts import PromptTemplate, validate_arguments
 from langgraph_fanout.engine.agents import AgentLike, SubAgent
 from langgraph_fanout.engine.call import Task
@@ -93,6 +94,7 @@ async def vote(
             arguments=args if template.fields else None,
             template=template,
             sample=s,
+            question=0,
         )
         for i, voter in enumerate(voters)
         for s in range(n)
@@ -105,7 +107,14 @@ async def vote(
         guards=guards,
         **options,
     )
-    return await dispatcher.run_tasks(tasks)
+    return one_vote(await dispatcher.run_tasks(tasks))
+
+
+def one_vote(done: DispatchResult) -> DispatchResult:
+    """``done`` with the one ``Vote`` of its single question as aggregate (not ``Votes``)."""
+    if isinstance(done.aggregate, Votes) and len(done.aggregate) == 1:
+        return DispatchResult(done.results, done.report, done.aggregate[0])
+    return done
 
 
 vote_sync = sync_twin(vote, name="vote_sync")

@@ -50,6 +50,7 @@ from langgraph_fanout.core.stopping import (
 from langgraph_fanout.engine.call import CallPipeline, Task, ended_with
 from langgraph_fanout.engine.spec import DispatchMode, RunSpec, warn_nested_limits
 from langgraph_fanout.engine.threads import sync_workers
+from langgraph_fanout.engine.waves import VoteWaves
 from langgraph_fanout.errors import (
     CallCancelled,
     CallError,
@@ -57,6 +58,7 @@ from langgraph_fanout.errors import (
     DispatchFailed,
     FanoutError,
     InvalidItem,
+    VoterNotNeeded,
 )
 from langgraph_fanout.guards.ledger import CostLedger
 from langgraph_fanout.guards.limits import (
@@ -250,10 +252,16 @@ class RunController:
             await self._record(result, None)
         return result
 
-    async def feed(self, tasks: Iterator[Task], emit: Emit) -> None:
+    async def feed(self, tasks: Iterator[Task] | VoteWaves, emit: Emit) -> None:
         """Run every task, at most one window in flight, creating tasks lazily; ``emit``
-        gets each result as it finishes (awaited when it returns an awaitable)."""
+        gets each result as it finishes (awaited when it returns an awaitable). Given
+        ``VoteWaves``, tasks start when their question's wave does, and the voters a
+        settled question no longer needs are emitted as ``VoterNotNeeded``."""
         window = self.window
+        waves = tasks if isinstance(tasks, VoteWaves) else None
+        if waves is not None:
+            emit = self._voting(waves, emit)
+        source = None if isinstance(tasks, VoteWaves) else tasks
         # Tasks in flight; one cancelled before its first step stays here (see below).
         mine: dict[asyncio.Task[object], Task] = {}
 
@@ -264,13 +272,23 @@ class RunController:
             if handle not in self._in_flight:  # it ran: its own handler recorded it
                 del mine[handle]
 
+        def stopped() -> bool:
+            return self.stop_reason is not None
+
         async with asyncio.TaskGroup() as tg:
-            for task in tasks:
+            while True:
+                held = False
                 if self.stop_reason is None and window is not None:
                     await window.acquire()
-                    if self.stop_reason is not None:
-                        window.release()
-                if self.stop_reason is not None:
+                    held = True
+                task = next(source, None) if source is not None else None
+                if waves is not None:
+                    task = await waves.next(stopped)
+                if task is None or self.stop_reason is not None:
+                    if held:
+                        window.release()  # type: ignore[union-attr]
+                    if task is None:
+                        break
                     await self._record(self._not_started(task), emit)
                     continue
                 self.progress.started += 1
@@ -282,6 +300,17 @@ class RunController:
             del self._in_flight[handle]
             self._cancelled.discard(handle)
             await self._record(self._not_started(task), emit)
+
+    def _voting(self, waves: VoteWaves, emit: Emit) -> Emit:
+        async def voted(result: SubAgentResult) -> None:
+            not_needed = waves.finished(result)
+            pending = emit(result)
+            if pending is not None:
+                await pending
+            for ended in not_needed:
+                await self._record(ended, emit)
+
+        return voted
 
     async def _one(self, task: Task, emit: Emit) -> None:
         await self._record(await self._invoke(task, None), emit)
@@ -338,6 +367,8 @@ class RunController:
         progress = self.progress
         if result.status is Status.OK:
             progress.succeeded += 1
+        elif isinstance(result.error, VoterNotNeeded):
+            progress.not_needed += 1  # settled without it: neither a success nor a failure
         else:
             progress.failed += 1
         progress.last = result
@@ -381,7 +412,8 @@ class RunController:
 
     def check_outcome(self, report: DispatchReport, results: tuple[SubAgentResult, ...]) -> None:
         """Raise ``DispatchFailed`` when the mode or ``min_success_count`` says so."""
-        if self.spec.mode is DispatchMode.ALL_OR_NOTHING and report.succeeded != report.inputs:
+        needed = report.inputs - report.voters_not_needed
+        if self.spec.mode is DispatchMode.ALL_OR_NOTHING and report.succeeded != needed:
             raise DispatchFailed(reason=report.stop_reason or "an input failed", results=results)
         need = self.spec.limits.min_success_count
         if need is not None and report.succeeded < need:

@@ -35,7 +35,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
-from langgraph_fanout.aggregate.aggregators import aggregator_from
+from langgraph_fanout.aggregate.aggregators import aggregator_from, apply_aggregate
 from langgraph_fanout.core.checks import check_samples
 from langgraph_fanout.core.prompts import PromptTemplate, validate_arguments
 from langgraph_fanout.core.report import DispatchReport
@@ -303,6 +303,7 @@ class _FanGraph:
             arguments=value if template is not None else None,
             template=template,
             sample=sample,
+            question=index // self.samples if self.samples > 1 else None,
             key=payload.get("key"),
         )
         async with call_node(payload["run_key"]):
@@ -353,7 +354,7 @@ class _FanGraph:
             update["aggregate_result"] = result_to_record(outcome)
             return [*results, outcome]
         if self.aggregate is not None:
-            update["aggregate"] = self.aggregate(results)
+            update["aggregate"] = apply_aggregate(self.aggregate, results)
         return results
 
 

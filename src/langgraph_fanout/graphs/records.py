@@ -86,6 +86,7 @@ def result_from_record(record: Mapping[str, Any]) -> SubAgentResult:
         rate_wait_s=float(record.get("rate_wait_s") or 0.0),
         budget_wait_s=float(record.get("budget_wait_s") or 0.0),
         sample=int(record.get("sample") or 0),
+        question=None if record.get("question") is None else int(record["question"]),
         flags=tuple(record.get("flags") or ()),
         breakers_opened=int(record.get("breakers_opened") or 0),
         hedges=int(record.get("hedges") or 0),

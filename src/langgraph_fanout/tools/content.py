@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from langgraph_fanout.aggregate.voting import Vote
+from langgraph_fanout.aggregate.voting import Vote, Votes
 from langgraph_fanout.core.report import DispatchReport
 from langgraph_fanout.core.results import SubAgentResult
 from langgraph_fanout.core.text import as_text
@@ -64,6 +64,9 @@ def dispatch_content(
         return _fit(lines, max_content_chars)
     if isinstance(aggregate, Vote):
         lines.append(_vote_line(aggregate))
+    elif isinstance(aggregate, Votes):
+        for vote in aggregate:
+            lines.append(f"[{vote.question}] {_vote_line(vote)}")
     elif isinstance(aggregate, SubAgentResult):
         text = _clip(as_text(aggregate.output), max_item_chars)
         lines.append(f"{spec}: [{aggregate.index}] {text}")

@@ -38,6 +38,7 @@ from langgraph_fanout.core.checks import MAX_SECONDS, check_number, check_text, 
 from langgraph_fanout.delegation.client import A2AClient
 from langgraph_fanout.delegation.requests import AgentDelegationRequest
 from langgraph_fanout.engine.call import Task
+from langgraph_fanout.engine.ensemble import one_vote
 from langgraph_fanout.engine.options import GuardOptions, Guards
 from langgraph_fanout.errors import ConfigurationError, DispatchFailed, InvalidInputError
 from langgraph_fanout.guards.limits import DispatchResourceLimits
@@ -270,13 +271,14 @@ class VoteTool(FanoutTool):
                 arguments=arguments,
                 template=template if arguments is not None else None,
                 sample=sample,
+                question=0,
             )
             for position, name in enumerate(names)
             for sample in range(self.n)
         ]
         vote = majority_vote(self.key, early=self.early)
         try:
-            result = await self.client.run_tasks(tasks, aggregate=vote, config=config)
+            result = one_vote(await self.client.run_tasks(tasks, aggregate=vote, config=config))
         except DispatchFailed as exc:
             return f"vote failed ({exc.reason}). " + failure_line(exc.results), exc
         return vote_content(result), result
